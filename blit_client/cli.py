@@ -1,0 +1,139 @@
+"""The `blit` command line: copy, mirror and ls, for local, push and pull routes alike."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+try:  # typer ≥ 0.2x vendors click; older releases use the click package itself
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+
+from blit_shared import __version__
+from blit_shared.errors import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, BlitError, UsageError
+from blit_shared.options import Options
+from blit_shared.plan import Plan
+from blit_shared.progress import Progress
+
+from .endpoints import Local, parse
+from .local_route import run_local
+from .render import Renderer
+
+app = typer.Typer(
+    add_completion=True, no_args_is_help=True, rich_markup_mode=None,
+    help="blit: fast, safe copy and mirror of directory trees — local, push and pull.",
+)
+
+ProgressOpt = Annotated[bool, typer.Option("-p", "--progress", help="Show a progress bar.")]
+VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="One line per file acted on.")]
+DryRunOpt = Annotated[bool, typer.Option("-n", "--dry-run", help="Print the plan; write nothing.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="NDJSON events on stdout, summary last.")]
+ChecksumOpt = Annotated[bool, typer.Option("-c", "--checksum",
+                                           help="Compare content hashes, not size+mtime.")]
+ExcludeOpt = Annotated[list[str] | None, typer.Option(
+    "--exclude", metavar="PATTERN", help="Skip paths matching a gitignore-style pattern.")]
+YesOpt = Annotated[bool, typer.Option("-y", "--yes", help="Do not ask before deleting.")]
+StreamsOpt = Annotated[int | None, typer.Option(
+    "--streams", min=1, max=32, help="Override the tuned number of parallel streams.")]
+EmptyOpt = Annotated[bool, typer.Option(
+    "--allow-empty-source", help="Let mirror delete everything when the source is empty.")]
+
+
+@app.command()
+def copy(src: str, dst: str, progress: ProgressOpt = False, verbose: VerboseOpt = False,
+         dry_run: DryRunOpt = False, json: JsonOpt = False, checksum: ChecksumOpt = False,
+         exclude: ExcludeOpt = None, yes: YesOpt = False, streams: StreamsOpt = None) -> None:
+    """Copy SRC to DST (files that differ by size or mtime; nothing is deleted)."""
+    opts = Options(mirror=False, checksum=checksum, dry_run=dry_run, excludes=exclude or [],
+                   streams=streams)
+    raise typer.Exit(_transfer(src, dst, opts, progress, verbose, json, yes))
+
+
+@app.command()
+def mirror(src: str, dst: str, progress: ProgressOpt = False, verbose: VerboseOpt = False,
+           dry_run: DryRunOpt = False, json: JsonOpt = False, checksum: ChecksumOpt = False,
+           exclude: ExcludeOpt = None, yes: YesOpt = False, streams: StreamsOpt = None,
+           allow_empty_source: EmptyOpt = False) -> None:
+    """Make DST an exact copy of SRC: copy, then delete what SRC does not have."""
+    opts = Options(mirror=True, checksum=checksum, dry_run=dry_run, excludes=exclude or [],
+                   streams=streams, allow_empty_source=allow_empty_source)
+    raise typer.Exit(_transfer(src, dst, opts, progress, verbose, json, yes))
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(f"blit {__version__}")
+
+
+def _transfer(src: str, dst: str, opts: Options, bar: bool, verbose: bool, json: bool,
+              yes: bool) -> int:
+    renderer = Renderer(bar=bar, verbose=verbose, json=json)
+    interactive = sys.stdin.isatty() and not json
+    if opts.mirror and not opts.dry_run and not yes and not interactive:
+        raise UsageError("mirror deletes from DST: pass -y/--yes to confirm "
+                         "(stdin is not a terminal)")
+    progress = Progress(listener=renderer)
+
+    def confirm(plan: Plan) -> None:
+        if not opts.mirror or yes or not plan.delete:
+            return
+        renderer.stop()
+        if not typer.confirm(f"mirror will delete {len(plan.delete):,} entries from {dst}. "
+                             "Continue?", default=False, err=True):
+            raise UsageError("mirror not confirmed; nothing written")
+        renderer.start(progress)
+
+    source, dest = parse(src), parse(dst)
+    renderer.start(progress)
+    try:
+        if isinstance(source, Local) and isinstance(dest, Local):
+            result = run_local(src, dst, opts, progress, confirm)
+        else:
+            from .remote_route import run_remote
+
+            result = run_remote(source, dest, src, dst, opts, progress, confirm, renderer)
+    finally:
+        renderer.stop()
+    return _report(renderer, result)
+
+
+def _report(renderer: Renderer, result: dict[str, Any]) -> int:
+    summary = result["summary"]
+    if "report" in result:
+        renderer.plan_report(result["report"])
+    if summary.get("deletions_skipped"):
+        renderer({"event": "warning", "message": summary["deletions_skipped"]})
+    renderer.summary(summary)
+    return EXIT_PARTIAL if summary["files_failed"] else EXIT_OK
+
+
+def main() -> None:
+    """Entry point: maps usage errors to exit 3 and BlitError to its code (see docs/cli.md)."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(prog_name="blit", standalone_mode=False)
+    except click_errors.UsageError as exc:
+        exc.show()
+        code = EXIT_USAGE
+    except typer.Abort:
+        print("blit: aborted", file=sys.stderr)
+        code = EXIT_FATAL
+    except BlitError as exc:
+        print(f"blit: error: {exc.message}", file=sys.stderr)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        print("blit: interrupted", file=sys.stderr)
+        code = 130
+    except OSError as exc:
+        print(f"blit: error: {exc}", file=sys.stderr)
+        code = EXIT_FATAL
+    sys.stdout.flush()
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Terminal output for every route: rich progress bar, verbose lines, NDJSON events, summary."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.markup import escape as _esc
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.progress import (
+    Progress as Bar,
+)
+
+from blit_shared.progress import Progress
+
+DRY_VERBS = {"mkdir": "would create", "copy": "would copy", "link": "would link",
+             "delete": "would delete"}
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+class Renderer:
+    """Listens to Progress events and draws them; `json` wins over the human forms."""
+
+    def __init__(self, *, bar: bool, verbose: bool, json: bool) -> None:
+        self.json = json
+        self.verbose = verbose and not json
+        self.out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
+        self.err = Console(file=sys.stderr, highlight=False)
+        self._lock = threading.Lock()
+        self._bar: Bar | None = None
+        self._task: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._progress: Progress | None = None
+        self._want_bar = bar and not json
+
+    # -- events ------------------------------------------------------------------------------
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self.json:
+            line = orjson.dumps(event) + b"\n"
+            with self._lock:
+                sys.stdout.buffer.write(line)
+                sys.stdout.flush()
+            return
+        kind = event["event"]
+        if kind == "fail":
+            self._print(f"[red]failed[/] {_esc(event['path'])}: {_esc(event['reason'])}",
+                        err=True)
+        elif kind == "warning":
+            self._print(f"[yellow]warning:[/] {_esc(event['message'])}", err=True)
+        elif kind == "file" and self.verbose:
+            verb = event["action"]
+            self._print(f"{verb} {_esc(event['path'])}")
+        elif kind == "notice" and not self.json:
+            self._print(_esc(event["message"]), err=True)
+
+    def _print(self, text: str, err: bool = False) -> None:
+        console = self._bar.console if self._bar is not None else (self.err if err else self.out)
+        with self._lock:
+            console.print(text)
+
+    # -- progress bar --------------------------------------------------------------------------
+    def start(self, progress: Progress) -> None:
+        self._progress = progress
+        if not self._want_bar:
+            return
+        self._bar = Bar(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+            TaskProgressColumn(), TextColumn("{task.fields[files]}"), DownloadColumn(),
+            TransferSpeedColumn(), TimeRemainingColumn(), console=self.err, transient=False,
+        )
+        self._task = self._bar.add_task("scanning…", total=None, files="")
+        self._bar.start()
+        self._thread = threading.Thread(target=self._tick, daemon=True)
+        self._thread.start()
+
+    def _tick(self) -> None:
+        shown = 0
+        while True:
+            stopping = self._stop.wait(0.1)
+            snap = self._progress.snapshot()  # type: ignore[union-attr]
+            shown = max(shown, snap.bytes_done)  # never backwards
+            if snap.bytes_total is None:
+                self._bar.update(self._task, description="scanning…", completed=shown)  # type: ignore[union-attr]
+            else:
+                files = f"{snap.files_done}/{snap.files_total} files"
+                total = max(snap.bytes_total, shown)
+                self._bar.update(self._task, description="copying", total=total,  # type: ignore[union-attr]
+                                 completed=shown, files=files)
+            if stopping:
+                return
+
+    def stop(self) -> None:
+        if self._bar is None:
+            return
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._bar.stop()
+        self._bar = None
+
+    # -- end of run ----------------------------------------------------------------------------
+    def plan_report(self, report: dict[str, list[list[Any]]]) -> None:
+        """Dry-run output: one line (or event) per planned action."""
+        for action, items in report.items():
+            for path, size in items:
+                if self.json:
+                    self({"event": "plan_item", "action": action, "path": path, "size": size})
+                else:
+                    self._print(f"{DRY_VERBS[action]} {_esc(path or '.')}")
+
+    def summary(self, summary: dict[str, Any]) -> None:
+        if self.json:
+            self(summary)
+            return
+        s = summary
+        head = "dry run: would transfer" if s.get("dry_run") else "transferred"
+        line1 = (f"{head} {s['files_transferred']:,} files, {human_bytes(s['bytes'])} "
+                 f"in {s['duration_s']:.2f} s ({human_bytes(s['rate_bytes_per_s'])}/s)")
+        line2 = (f"examined {s['files_examined']:,} · skipped {s['files_skipped']:,} · "
+                 f"deleted {s['files_deleted']:,} · failed {s['files_failed']:,}")
+        extra = [f"carrier {s['carrier']}"] if s.get("carrier") else []
+        if s.get("zero_copy"):
+            extra.append("zero-copy")
+        if s.get("fallback"):
+            extra.append("fell back to http")
+        if extra:
+            line2 += " · " + " · ".join(extra)
+        self.out.print(line1)
+        self.out.print(line2)

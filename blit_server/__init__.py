@@ -1,0 +1,1 @@
+"""blit_server: the `blitd` daemon (control plane, sessions, data-plane listener)."""

@@ -1,0 +1,145 @@
+"""The DESTINATION role: scan its own tree, plan against the source manifest, prepare, finish."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+
+from .excludes import Excludes
+from .manifest import DIR, Manifest, scan
+from .paths import join
+from .plan import Plan, diff
+from .progress import Progress
+from .sink import Sink, temp_name
+
+
+class Destination:
+    """Writes a source tree under `root` (or, with `single_name`, one file `root/single_name`)."""
+
+    def __init__(self, root: str, progress: Progress, *, excludes: Excludes | None = None,
+                 mirror: bool = False, checksum: bool = False, single_name: str | None = None,
+                 allow_empty_source: bool = False) -> None:
+        self.root = root
+        self.progress = progress
+        self.excludes = excludes or Excludes()
+        self.mirror = mirror and single_name is None
+        self.checksum = checksum
+        self.single_name = single_name
+        self.allow_empty_source = allow_empty_source
+        self.plan: Plan | None = None
+        self.sink: Sink | None = None
+        self.deletions_skipped: str | None = None
+
+    def scan(self) -> Manifest:
+        if self.single_name is not None:
+            return scan(join(self.root, self.single_name), name=self.single_name,
+                        checksum=self.checksum)
+        return scan(self.root, self.excludes, checksum=self.checksum)
+
+    def make_plan(self, source: Manifest) -> Plan:
+        own = self.scan()
+        self.plan = diff(source, own, mirror=self.mirror, checksum=self.checksum)
+        if self.mirror and self.plan.delete:
+            self.deletions_skipped = self._deletion_veto(source)
+        self.progress.planned(self.plan.counts())
+        return self.plan
+
+    def _deletion_veto(self, source: Manifest) -> str | None:
+        if not source.complete:
+            return "source scan was incomplete; nothing deleted"
+        if len(source.entries) <= 1 and not self.allow_empty_source:
+            return "source is empty; nothing deleted (use --allow-empty-source)"
+        return None
+
+    def prepare(self) -> Sink:
+        """Make room and structure before bytes arrive: clear, mkdir, symlinks, metadata fixes."""
+        plan = self._plan()
+        if self.single_name is not None:
+            os.makedirs(self.root, exist_ok=True)
+        for e in plan.clear:
+            self._guard(e.path, self._remove, e.path, e.kind == DIR)
+        for e in plan.mkdirs:
+            path = join(self.root, e.path)
+            if e.path == "":
+                self._guard(e.path, os.makedirs, path, 0o700, True)
+            else:
+                self._guard(e.path, os.mkdir, path, 0o700)
+        for e in plan.links:
+            if self._guard(e.path, self._symlink, e.target, join(self.root, e.path), e.mtime_ns):
+                self.progress.file_done(e.path, 0, "linked")
+        for e in plan.meta:
+            path = join(self.root, e.path)
+            if self._guard(e.path, os.chmod, path, e.mode):
+                self._guard(e.path, _set_mtime, path, e.mtime_ns)
+        self.sink = Sink(self.root, plan.files, self.progress)
+        for path in plan.conflicts:
+            self.progress.file_failed(path, "a directory is in the way (mirror replaces it)")
+        return self.sink
+
+    def finish(self) -> None:
+        """After the bytes: drop incomplete temps, delete (mirror), then directory metadata."""
+        plan = self._plan()
+        if self.sink is not None:
+            self.sink.close()
+        if self.mirror and plan.delete and self.deletions_skipped is None:
+            if self.progress.failed:
+                self.deletions_skipped = "some files failed; nothing deleted"
+            else:
+                for e in plan.delete:
+                    if self._guard(e.path, self._remove, e.path, False):
+                        self.progress.entry_deleted(e.path)
+        for e in reversed(plan.dirs):
+            path = join(self.root, e.path)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue  # its creation already failed and was reported
+            if stat.S_IMODE(st.st_mode) != e.mode:
+                self._guard(e.path, os.chmod, path, e.mode)
+            if st.st_mtime_ns != e.mtime_ns:
+                self._guard(e.path, _set_mtime, path, e.mtime_ns)
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _plan(self) -> Plan:
+        if self.plan is None:
+            raise RuntimeError("make_plan() first")
+        return self.plan
+
+    def _guard(self, rel: str, fn, *args) -> bool:  # type: ignore[no-untyped-def]
+        """Run one filesystem step; an OSError fails that entry, not the transfer."""
+        try:
+            fn(*args)
+        except FileExistsError:
+            return True
+        except OSError as exc:
+            self.progress.file_failed(rel, exc.strerror or str(exc))
+            return False
+        return True
+
+    def _remove(self, rel: str, recursive: bool) -> None:
+        path = join(self.root, rel)
+        try:
+            if recursive:
+                shutil.rmtree(path)
+            elif stat.S_ISDIR(os.lstat(path).st_mode):
+                os.rmdir(path)
+            else:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+    @staticmethod
+    def _symlink(target: str, path: str, mtime_ns: int) -> None:
+        temp = temp_name(path)
+        os.symlink(target, temp)
+        try:
+            _set_mtime(temp, mtime_ns)
+            os.replace(temp, path)
+        except OSError:
+            os.unlink(temp)
+            raise
+
+
+def _set_mtime(path: str, mtime_ns: int) -> None:
+    os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)

@@ -1,0 +1,23 @@
+"""Gitignore-style --exclude matching (pathspec), applied to both SOURCE and DESTINATION scans."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pathspec
+
+
+class Excludes:
+    """Matches relative POSIX paths against gitignore-style patterns; empty when no patterns."""
+
+    def __init__(self, patterns: Sequence[str] = ()) -> None:
+        self.patterns = list(patterns)
+        self._spec = pathspec.GitIgnoreSpec.from_lines(self.patterns) if self.patterns else None
+
+    def __bool__(self) -> bool:
+        return self._spec is not None
+
+    def match(self, rel: str, is_dir: bool) -> bool:
+        if self._spec is None or rel == "":
+            return False
+        return self._spec.match_file(rel + "/" if is_dir else rel)

@@ -1,0 +1,184 @@
+"""Scan a tree once into a manifest of entries, and its compact JSON wire form."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .errors import ProtocolError, UnsafePath
+from .excludes import Excludes
+from .hashing import file_digest
+from .paths import check_relpath, join
+
+FILE, DIR, LINK = "f", "d", "l"
+KINDS = (FILE, DIR, LINK)
+MAX_ENTRIES = 10_000_000
+
+
+@dataclass(slots=True)
+class Entry:
+    """One tree entry; `path` is relative POSIX ("" is the tree root)."""
+
+    path: str
+    kind: str
+    size: int = 0
+    mtime_ns: int = 0
+    mode: int = 0
+    target: str | None = None
+    digest: str | None = None
+
+    def to_wire(self) -> list[object]:
+        return [self.path, self.kind, self.size, self.mtime_ns, self.mode, self.target, self.digest]
+
+    @classmethod
+    def from_wire(cls, item: object) -> Entry:
+        if not isinstance(item, list) or len(item) != 7:
+            raise ProtocolError("manifest entry must be a 7-item list")
+        path, kind, size, mtime_ns, mode, target, digest = item
+        if not isinstance(path, str) or kind not in KINDS:
+            raise ProtocolError(f"bad manifest entry: {item!r:.200}")
+        for n in (size, mtime_ns, mode):
+            if not isinstance(n, int) or isinstance(n, bool):
+                raise ProtocolError(f"bad number in manifest entry {path!r}")
+        if size < 0 or size > 1 << 62 or not 0 <= mode <= 0o7777:
+            raise ProtocolError(f"out-of-range field in manifest entry {path!r}")
+        if target is not None and (not isinstance(target, str) or kind != LINK or len(target) > 4096
+                                   or "\x00" in target):
+            raise ProtocolError(f"bad link target in manifest entry {path!r}")
+        if kind == LINK and target is None:
+            raise ProtocolError(f"link without target: {path!r}")
+        if digest is not None and (not isinstance(digest, str) or len(digest) > 128):
+            raise ProtocolError(f"bad digest in manifest entry {path!r}")
+        check_relpath(path)
+        return cls(path, kind, size, mtime_ns, mode, target, digest)
+
+
+@dataclass(slots=True)
+class Manifest:
+    """The entries of one scanned tree, plus what could not be read (an incomplete scan)."""
+
+    entries: list[Entry] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.errors
+
+    def by_path(self) -> dict[str, Entry]:
+        return {e.path: e for e in self.entries}
+
+    def to_wire(self) -> dict[str, object]:
+        return {"entries": [e.to_wire() for e in self.entries], "errors": self.errors}
+
+    @classmethod
+    def from_wire(cls, data: object) -> Manifest:
+        if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
+            raise ProtocolError("manifest must be an object with an 'entries' list")
+        items = data["entries"]
+        errors = data.get("errors", [])
+        if len(items) > MAX_ENTRIES:
+            raise ProtocolError("manifest has too many entries")
+        if not isinstance(errors, list) or not all(isinstance(x, str) for x in errors):
+            raise ProtocolError("manifest 'errors' must be a list of strings")
+        entries = [Entry.from_wire(x) for x in items]
+        if len({e.path for e in entries}) != len(entries):
+            raise ProtocolError("manifest has duplicate paths")
+        return cls(entries, [x[:1000] for x in errors[:1000]])
+
+
+def _entry(rel: str, st: os.stat_result, target: str | None = None) -> Entry:
+    if stat.S_ISDIR(st.st_mode):
+        kind = DIR
+    elif stat.S_ISLNK(st.st_mode):
+        kind = LINK
+    else:
+        kind = FILE
+    size = st.st_size if kind == FILE else 0
+    return Entry(rel, kind, size, st.st_mtime_ns, stat.S_IMODE(st.st_mode), target)
+
+
+def scan(root: str, excludes: Excludes | None = None, *, name: str | None = None,
+         checksum: bool = False) -> Manifest:
+    """Walk `root` once (iteratively, never following links) into a Manifest.
+
+    A missing root gives an empty, complete manifest. When `root` is a file or link, the manifest
+    holds that one entry, named `name` (default: its basename).
+    """
+    excludes = excludes or Excludes()
+    manifest = Manifest()
+    try:
+        st = os.lstat(root)
+    except FileNotFoundError:
+        return manifest
+    if not stat.S_ISDIR(st.st_mode):
+        rel = name or os.path.basename(root.rstrip("/"))
+        target = os.readlink(root) if stat.S_ISLNK(st.st_mode) else None
+        manifest.entries.append(_entry(rel, st, target))
+        if not stat.S_ISREG(st.st_mode) and not stat.S_ISLNK(st.st_mode):
+            manifest.entries.pop()
+            manifest.errors.append(f"{root}: not a regular file, directory or symlink")
+    else:
+        manifest.entries.append(_entry("", st))
+        _walk(root, excludes, manifest)
+    if checksum:
+        add_digests(root if stat.S_ISDIR(st.st_mode) else os.path.dirname(root) or ".",
+                    manifest.entries, manifest.errors, single=not stat.S_ISDIR(st.st_mode),
+                    root_file=root)
+    return manifest
+
+
+def _walk(root: str, excludes: Excludes, manifest: Manifest) -> None:
+    stack = [""]
+    entries, errors = manifest.entries, manifest.errors
+    while stack:
+        rel_dir = stack.pop()
+        try:
+            with os.scandir(join(root, rel_dir)) as it:
+                children = sorted(it, key=lambda d: d.name)
+        except OSError as exc:
+            errors.append(f"{rel_dir or '.'}: {exc.strerror}")
+            continue
+        subdirs = []
+        for d in children:
+            rel = f"{rel_dir}/{d.name}" if rel_dir else d.name
+            try:
+                check_relpath(rel)
+                rel.encode("utf-8")
+            except (UnsafePath, UnicodeEncodeError):
+                errors.append(f"{rel!r}: name cannot be transferred")
+                continue
+            try:
+                st = d.stat(follow_symlinks=False)
+            except OSError as exc:
+                errors.append(f"{rel}: {exc.strerror}")
+                continue
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if excludes and excludes.match(rel, is_dir):
+                continue
+            if is_dir:
+                entries.append(_entry(rel, st))
+                subdirs.append(rel)
+            elif stat.S_ISLNK(st.st_mode):
+                try:
+                    entries.append(_entry(rel, st, os.readlink(d.path)))
+                except OSError as exc:
+                    errors.append(f"{rel}: {exc.strerror}")
+            elif stat.S_ISREG(st.st_mode):
+                entries.append(_entry(rel, st))
+            # sockets, fifos and devices are skipped, as rsync -a without -D does
+        stack.extend(reversed(subdirs))
+
+
+def add_digests(root: str, entries: Iterable[Entry], errors: list[str], *, single: bool = False,
+                root_file: str = "") -> None:
+    """Fill `digest` for every regular file (used by --checksum)."""
+    for e in entries:
+        if e.kind != FILE:
+            continue
+        path = root_file if single else join(root, e.path)
+        try:
+            e.digest = file_digest(path)
+        except OSError as exc:
+            errors.append(f"{e.path}: {exc.strerror}")

@@ -1,0 +1,220 @@
+"""The receiver: writes file bytes to temp names and renames them into place only when complete."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import secrets
+import tarfile
+import threading
+from dataclasses import dataclass, field
+
+from .errors import ProtocolError
+from .manifest import Entry
+from .paths import check_relpath, join
+from .progress import Progress
+
+TEMP_MARK = ".blit-tmp."
+
+
+def temp_name(final: str) -> str:
+    """A hidden sibling of `final`; the same directory, so os.replace() is atomic."""
+    head, _, name = final.rpartition("/")
+    return f"{head}/{TEMP_MARK}{name[:150]}.{secrets.token_hex(4)}"
+
+
+@dataclass(slots=True)
+class Partial:
+    """A file being assembled from spans, possibly by several streams at once."""
+
+    entry: Entry
+    temp: str
+    fd: int
+    received: int = 0
+    spans: set[int] = field(default_factory=set)
+    failed: bool = False
+
+
+class Sink:
+    """Writes the files of one plan under `root`; thread-safe, shared by every stream."""
+
+    def __init__(self, root: str, expected: list[Entry], progress: Progress) -> None:
+        self.root = root
+        self.expected = {e.path: e for e in expected}
+        self.progress = progress
+        self.done: set[str] = set()
+        self.failed: dict[str, str] = {}
+        self._partials: dict[str, Partial] = {}
+        self._dead: list[Partial] = []
+        self._lock = threading.Lock()
+
+    # -- lookups -----------------------------------------------------------------------------
+    def entry(self, path: str, size: int) -> Entry:
+        check_relpath(path)
+        e = self.expected.get(path)
+        if e is None:
+            raise ProtocolError(f"unexpected file in stream: {path!r}")
+        if e.size != size:
+            raise ProtocolError(f"size of {path!r} differs from the plan")
+        return e
+
+    def wanted(self, path: str) -> bool:
+        return path not in self.failed and path not in self.done
+
+    # -- whole small files -------------------------------------------------------------------
+    def write_file(self, entry: Entry, data: bytes | memoryview) -> None:
+        if not self.wanted(entry.path):
+            return
+        final = join(self.root, entry.path)
+        temp = temp_name(final)
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            self.fail(entry.path, exc.strerror or str(exc))
+            return
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as exc:
+            _discard(fd, temp)
+            self.fail(entry.path, exc.strerror or str(exc))
+            return
+        try:
+            self._finish(fd, temp, entry)
+        except OSError as exc:
+            self.fail(entry.path, exc.strerror or str(exc))
+            return
+        self.progress.add_bytes(entry.size)
+        self._completed(entry)
+
+    def write_shard(self, tar_bytes: bytes | bytearray, count: int) -> None:
+        """Unpack a tar shard; members must be regular files that the plan expects."""
+        view = memoryview(tar_bytes)
+        members = 0
+        try:
+            with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
+                for m in tar:
+                    if not m.isreg():
+                        raise ProtocolError(f"tar member {m.name!r} is not a regular file")
+                    entry = self.entry(m.name, m.size)
+                    self.write_file(entry, view[m.offset_data:m.offset_data + m.size])
+                    members += 1
+        except tarfile.TarError as exc:
+            raise ProtocolError(f"corrupt tar shard: {exc}") from None
+        if members != count:
+            raise ProtocolError(f"tar shard holds {members} files, header said {count}")
+
+    # -- spans of larger files ---------------------------------------------------------------
+    def open_span(self, entry: Entry) -> Partial | None:
+        """The shared Partial for `entry`, created on first use; None when it already failed."""
+        with self._lock:
+            if not self.wanted(entry.path):
+                return None
+            p = self._partials.get(entry.path)
+            if p is None:
+                temp = temp_name(join(self.root, entry.path))
+                try:
+                    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                                 0o600)
+                except OSError as exc:
+                    self._fail_locked(entry.path, exc.strerror or str(exc))
+                    return None
+                p = self._partials[entry.path] = Partial(entry, temp, fd)
+            return p
+
+    def write_at(self, p: Partial, offset: int, data: bytes | memoryview) -> None:
+        if p.failed:
+            return
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.pwrite(p.fd, view, offset)
+                view, offset = view[n:], offset + n
+        except OSError as exc:
+            self.fail(p.entry.path, exc.strerror or str(exc))
+            return
+        self.progress.add_bytes(len(data))
+
+    def span_done(self, p: Partial, offset: int, length: int) -> None:
+        """Count a finished span; the last one renames the file into place."""
+        with self._lock:
+            if p.failed:
+                return
+            if offset in p.spans:
+                raise ProtocolError(f"span at {offset} of {p.entry.path!r} sent twice")
+            p.spans.add(offset)
+            p.received += length
+            if p.received < p.entry.size:
+                return
+            del self._partials[p.entry.path]
+        try:
+            self._finish(p.fd, p.temp, p.entry)
+        except OSError as exc:
+            self.fail(p.entry.path, exc.strerror or str(exc))
+            return
+        self._completed(p.entry)
+
+    # -- outcomes ----------------------------------------------------------------------------
+    def _finish(self, fd: int, temp: str, entry: Entry) -> None:
+        """Apply metadata, close and rename; owns `fd` and `temp` from here on."""
+        try:
+            os.fchmod(fd, entry.mode)
+            os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+        except OSError:
+            _discard(fd, temp)
+            raise
+        os.close(fd)
+        try:
+            os.replace(temp, join(self.root, entry.path))
+        except OSError:
+            _unlink(temp)
+            raise
+
+    def _completed(self, entry: Entry) -> None:
+        with self._lock:
+            self.done.add(entry.path)
+        self.progress.file_done(entry.path, entry.size)
+
+    def fail(self, path: str, reason: str) -> None:
+        with self._lock:
+            self._fail_locked(path, reason)
+
+    def _fail_locked(self, path: str, reason: str) -> None:
+        if path in self.failed:
+            return
+        self.failed[path] = reason
+        p = self._partials.pop(path, None)
+        if p is not None:
+            # Another stream may be writing to p.fd right now: unlink the name at once, but
+            # close the descriptor only in close(), so the number cannot be reused under it.
+            p.failed = True
+            _unlink(p.temp)
+            self._dead.append(p)
+        self.progress.file_failed(path, reason)
+
+    def close(self) -> None:
+        """Abort what is still incomplete: temp files go, the final names stay untouched."""
+        with self._lock:
+            partials, self._partials = list(self._partials.values()), {}
+            dead, self._dead = self._dead, []
+        for p in partials:
+            p.failed = True
+            _discard(p.fd, p.temp)
+        for p in dead:
+            _discard(p.fd, p.temp)
+        for path in self.expected:
+            if path not in self.done and path not in self.failed:
+                self.fail(path, "not received")
+
+
+def _discard(fd: int, temp: str) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+    _unlink(temp)
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

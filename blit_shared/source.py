@@ -1,0 +1,208 @@
+"""The sender: payloads → record frames (header bytes, and file spans to send zero-copy)."""
+
+from __future__ import annotations
+
+import io
+import os
+import queue
+import stat
+import tarfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from . import wire
+from .errors import ProtocolError
+from .manifest import FILE, Entry, Manifest
+from .paths import join
+from .payload import Payload, Shard, Span, plan_payloads
+from .progress import Progress
+from .tuning import Tuning
+
+
+@dataclass(slots=True)
+class FileSpan:
+    """`length` bytes of open file `fd` from `offset`: the carrier sends them (sendfile/pread)."""
+
+    fd: int
+    offset: int
+    length: int
+
+
+Frame = bytes | FileSpan
+
+
+class SourceChanged(OSError):
+    """The file no longer matches the manifest the DESTINATION planned from."""
+
+
+class Source:
+    """Reads the files of one scanned tree; thread-safe, shared by every stream."""
+
+    def __init__(self, root: str, manifest: Manifest, progress: Progress | None = None,
+                 *, single_file: str | None = None) -> None:
+        self.root = root
+        self.manifest = manifest
+        self.progress = progress or Progress()
+        self.single_file = single_file  # when the source is one file, its real path
+        self._left: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def path_of(self, entry: Entry) -> str:
+        return self.single_file or join(self.root, entry.path)
+
+    def resolve_need(self, need: list[int]) -> list[Entry]:
+        """Source-manifest indexes from the DESTINATION → the file entries to send."""
+        entries = self.manifest.entries
+        out = []
+        for i in need:
+            if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(entries):
+                raise ProtocolError(f"need list names no entry {i!r}")
+            if entries[i].kind != FILE:
+                raise ProtocolError(f"need list names a non-file {entries[i].path!r}")
+            out.append(entries[i])
+        if len({e.path for e in out}) != len(out):
+            raise ProtocolError("need list repeats an entry")
+        return out
+
+    def queue(self, files: list[Entry], tuning: Tuning) -> queue.SimpleQueue[Payload | None]:
+        """Every payload in one queue that all streams pull from (the balance is dynamic)."""
+        q: queue.SimpleQueue[Payload | None] = queue.SimpleQueue()
+        for e in files:
+            self._left[e.path] = e.size
+        for p in plan_payloads(files, tuning):
+            q.put(p)
+        for _ in range(tuning.streams):
+            q.put(None)
+        return q
+
+    # -- reading ---------------------------------------------------------------------------
+    def open(self, entry: Entry) -> int:
+        """Open `entry` for reading and check it still matches the manifest."""
+        fd = os.open(self.path_of(entry), os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            self.check(fd, entry)
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
+    def check(self, fd: int, entry: Entry) -> None:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise SourceChanged(f"{entry.path}: no longer a regular file")
+        if st.st_size != entry.size or st.st_mtime_ns != entry.mtime_ns:
+            raise SourceChanged(f"{entry.path}: changed while being transferred")
+
+    def read_small(self, entry: Entry) -> bytes:
+        fd = self.open(entry)
+        try:
+            data = os.read(fd, entry.size + 1) if entry.size else b""
+            if len(data) != entry.size:
+                raise SourceChanged(f"{entry.path}: changed while being transferred")
+            return data
+        finally:
+            os.close(fd)
+
+    def sent(self, entry: Entry, n: int) -> None:
+        """Progress for the SOURCE side: count bytes, and the file once its last span is out."""
+        self.progress.add_bytes(n)
+        with self._lock:
+            left = self._left.get(entry.path, 0) - n
+            self._left[entry.path] = left
+        if left == 0:
+            self.progress.file_done(entry.path, entry.size)
+
+    def failed(self, entry: Entry, reason: str) -> None:
+        self.progress.file_failed(entry.path, reason)
+
+    # -- records -----------------------------------------------------------------------------
+    def frames(self, payload: Payload) -> Iterator[Frame]:
+        """The record frames for one payload; a file that cannot be read becomes a FAIL record."""
+        if isinstance(payload, Shard):
+            yield from self._shard_frames(payload)
+        else:
+            yield from self._span_frames(payload)
+
+    def _shard_frames(self, shard: Shard) -> Iterator[Frame]:
+        buf = io.BytesIO()
+        sent: list[Entry] = []
+        for e in shard.entries:
+            try:
+                data = self.read_small(e)
+            except OSError as exc:
+                self.failed(e, describe_error(exc))
+                yield wire.encode_fail(e.path, describe_error(exc))
+                continue
+            info = tarfile.TarInfo(e.path)
+            info.size = len(data)
+            info.mode = e.mode
+            info.mtime = e.mtime_ns // 1_000_000_000
+            buf.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict"))
+            buf.write(data)
+            pad = -len(data) % tarfile.BLOCKSIZE
+            if pad:
+                buf.write(b"\0" * pad)
+            sent.append(e)
+        if not sent:
+            return
+        buf.write(b"\0" * (2 * tarfile.BLOCKSIZE))
+        body = buf.getvalue()
+        yield wire.encode_header(wire.Record(wire.SHARD, "", len(sent), 0, len(body))) + body
+        for e in sent:
+            self.sent(e, e.size)
+
+    def _span_frames(self, span: Span) -> Iterator[Frame]:
+        e = span.entry
+        try:
+            fd = self.open(e)
+        except OSError as exc:
+            self.failed(e, describe_error(exc))
+            yield wire.encode_fail(e.path, describe_error(exc))
+            return
+        try:
+            yield wire.encode_header(wire.Record(wire.FILE, e.path, e.size, span.offset,
+                                                 span.length))
+            yield FileSpan(fd, span.offset, span.length)
+            try:
+                self.check(fd, e)
+            except OSError as exc:
+                # The bytes already sent may mix old and new content: the DESTINATION drops them.
+                self.failed(e, describe_error(exc))
+                yield wire.encode_fail(e.path, describe_error(exc))
+                return
+        finally:
+            os.close(fd)
+        self.sent(e, span.length)
+
+
+def describe_error(exc: OSError) -> str:
+    return str(exc) if isinstance(exc, SourceChanged) else (exc.strerror or str(exc))
+
+
+def stream_frames(source: Source, payloads: queue.SimpleQueue[Payload | None]) -> Iterator[Frame]:
+    """One whole record stream: preamble, payloads pulled from the shared queue, END.
+
+    Every bytes frame that frames() yields starts exactly one record, which is how END's count
+    is kept.
+    """
+    yield wire.PREAMBLE
+    count = 0
+    while (payload := payloads.get()) is not None:
+        for frame in source.frames(payload):
+            count += isinstance(frame, bytes)
+            yield frame
+    yield wire.encode_end(count)
+
+
+def read_span(span: FileSpan, chunk: int) -> Iterator[bytes]:
+    """The bytes of `span` by pread, zero-padded if the file shrank (the record length is owed;
+    the check after the span then turns the file into a FAIL)."""
+    offset, left = span.offset, span.length
+    while left:
+        data = os.pread(span.fd, min(chunk, left), offset)
+        if not data:
+            data = bytes(min(chunk, left))
+        offset += len(data)
+        left -= len(data)
+        yield data

@@ -1,0 +1,45 @@
+"""The one tuning function: stream count, shard and range sizes from the plan's size mix."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+KiB, MiB = 1 << 10, 1 << 20
+MAX_STREAMS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    streams: int          # parallel data-plane streams (threads) for the transfer
+    small_file: int       # files below this size travel in tar shards
+    shard_bytes: int      # target payload bytes per tar shard
+    shard_files: int      # max files per tar shard
+    range_bytes: int      # large files are cut into ranges of about this size
+    buffer: int           # receive/copy buffer size
+
+    def to_json(self) -> dict[str, int]:
+        return {"streams": self.streams, "small_file": self.small_file,
+                "shard_bytes": self.shard_bytes, "shard_files": self.shard_files,
+                "range_bytes": self.range_bytes, "buffer": self.buffer}
+
+
+def tune(sizes: list[int], *, streams: int | None = None, cpus: int | None = None) -> Tuning:
+    """Choose transfer parameters for files of `sizes` bytes.
+
+    Few bytes → one stream (setup costs more than parallelism gains); many bytes → one stream per
+    core plus one, capped, so a single large file is still striped over every stream.
+    """
+    cpus = cpus or os.cpu_count() or 2
+    total = sum(sizes)
+    if streams is None:
+        if total < 8 * MiB or len(sizes) <= 1 and total < 64 * MiB:
+            streams = 1
+        else:
+            streams = min(MAX_STREAMS, max(2, cpus + 1))
+    streams = max(1, min(streams, MAX_STREAMS * 4))
+    largest = max(sizes, default=0)
+    # Ranges small enough that every stream gets several, large enough to amortise headers.
+    range_bytes = max(8 * MiB, min(128 * MiB, largest // (streams * 4) or 8 * MiB))
+    return Tuning(streams=streams, small_file=256 * KiB, shard_bytes=4 * MiB, shard_files=2048,
+                  range_bytes=range_bytes, buffer=1 * MiB)
