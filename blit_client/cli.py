@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Annotated, Any
 
+import orjson
 import typer
 
 try:  # typer ≥ 0.2x vendors click; older releases use the click package itself
@@ -15,7 +16,6 @@ except ImportError:  # pragma: no cover
 from blit_shared import __version__
 from blit_shared.errors import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, BlitError, UsageError
 from blit_shared.options import Options
-from blit_shared.plan import Plan
 from blit_shared.progress import Progress
 
 from .endpoints import Local, parse
@@ -38,6 +38,10 @@ ExcludeOpt = Annotated[list[str] | None, typer.Option(
 YesOpt = Annotated[bool, typer.Option("-y", "--yes", help="Do not ask before deleting.")]
 StreamsOpt = Annotated[int | None, typer.Option(
     "--streams", min=1, max=32, help="Override the tuned number of parallel streams.")]
+ForceHttpOpt = Annotated[bool, typer.Option(
+    "--force-http", help="Move bytes over the HTTP carrier, not the TCP data plane.")]
+Http2Opt = Annotated[bool, typer.Option(
+    "--http2", help="Speak HTTP/2 (h2c) to the daemon instead of HTTP/1.1.")]
 EmptyOpt = Annotated[bool, typer.Option(
     "--allow-empty-source", help="Let mirror delete everything when the source is empty.")]
 
@@ -45,22 +49,50 @@ EmptyOpt = Annotated[bool, typer.Option(
 @app.command()
 def copy(src: str, dst: str, progress: ProgressOpt = False, verbose: VerboseOpt = False,
          dry_run: DryRunOpt = False, json: JsonOpt = False, checksum: ChecksumOpt = False,
-         exclude: ExcludeOpt = None, yes: YesOpt = False, streams: StreamsOpt = None) -> None:
+         exclude: ExcludeOpt = None, yes: YesOpt = False, streams: StreamsOpt = None,
+         force_http: ForceHttpOpt = False, http2: Http2Opt = False) -> None:
     """Copy SRC to DST (files that differ by size or mtime; nothing is deleted)."""
     opts = Options(mirror=False, checksum=checksum, dry_run=dry_run, excludes=exclude or [],
                    streams=streams)
-    raise typer.Exit(_transfer(src, dst, opts, progress, verbose, json, yes))
+    raise typer.Exit(_transfer(src, dst, opts, progress, verbose, json, yes, force_http, http2))
 
 
 @app.command()
 def mirror(src: str, dst: str, progress: ProgressOpt = False, verbose: VerboseOpt = False,
            dry_run: DryRunOpt = False, json: JsonOpt = False, checksum: ChecksumOpt = False,
            exclude: ExcludeOpt = None, yes: YesOpt = False, streams: StreamsOpt = None,
+           force_http: ForceHttpOpt = False, http2: Http2Opt = False,
            allow_empty_source: EmptyOpt = False) -> None:
     """Make DST an exact copy of SRC: copy, then delete what SRC does not have."""
     opts = Options(mirror=True, checksum=checksum, dry_run=dry_run, excludes=exclude or [],
                    streams=streams, allow_empty_source=allow_empty_source)
     raise typer.Exit(_transfer(src, dst, opts, progress, verbose, json, yes))
+
+
+@app.command()
+def ls(target: str, json: JsonOpt = False, http2: Http2Opt = False) -> None:
+    """List a daemon's modules (HOST:PORT) or a remote directory (HOST:PORT:/MODULE/PATH)."""
+    from .api import DaemonClient
+    from .render import human_bytes
+
+    remote = parse(target)
+    if isinstance(remote, Local):
+        raise UsageError("ls wants a remote HOST:PORT or HOST:PORT:/MODULE/PATH")
+    with DaemonClient(remote.base_url, http2=http2) as api:
+        if remote.module is None:
+            data = api.call("GET", "/v1/modules")
+            rows = [f"{m['name']}\t{'ro' if m['read_only'] else 'rw'}\t{m['comment']}"
+                    for m in data["modules"]]
+        else:
+            data = api.call("GET", f"/v1/modules/{remote.module}/list",
+                            params={"path": remote.path})
+            marks = {"d": "/", "l": "@", "f": ""}
+            rows = [f"{e['kind']} {oct(e['mode'])[2:]:>4} {human_bytes(e['size']):>9}  "
+                    f"{e['name']}{marks[e['kind']]}" for e in data["entries"]]
+    if json:
+        sys.stdout.buffer.write(orjson.dumps(data) + b"\n")
+    else:
+        print("\n".join(rows))
 
 
 @app.command()
@@ -70,7 +102,7 @@ def version() -> None:
 
 
 def _transfer(src: str, dst: str, opts: Options, bar: bool, verbose: bool, json: bool,
-              yes: bool) -> int:
+              yes: bool, force_http: bool = False, http2: bool = False) -> int:
     renderer = Renderer(bar=bar, verbose=verbose, json=json)
     interactive = sys.stdin.isatty() and not json
     if opts.mirror and not opts.dry_run and not yes and not interactive:
@@ -78,11 +110,11 @@ def _transfer(src: str, dst: str, opts: Options, bar: bool, verbose: bool, json:
                          "(stdin is not a terminal)")
     progress = Progress(listener=renderer)
 
-    def confirm(plan: Plan) -> None:
-        if not opts.mirror or yes or not plan.delete:
+    def confirm(counts: dict[str, int]) -> None:
+        if not opts.mirror or yes or not counts["to_delete"]:
             return
         renderer.stop()
-        if not typer.confirm(f"mirror will delete {len(plan.delete):,} entries from {dst}. "
+        if not typer.confirm(f"mirror will delete {counts['to_delete']:,} entries from {dst}. "
                              "Continue?", default=False, err=True):
             raise UsageError("mirror not confirmed; nothing written")
         renderer.start(progress)
@@ -95,7 +127,8 @@ def _transfer(src: str, dst: str, opts: Options, bar: bool, verbose: bool, json:
         else:
             from .remote_route import run_remote
 
-            result = run_remote(source, dest, src, dst, opts, progress, confirm, renderer)
+            result = run_remote(source, dest, dst, opts, progress, confirm,
+                                force_http=force_http, http2=http2)
     finally:
         renderer.stop()
     return _report(renderer, result)

@@ -1,70 +1,106 @@
-"""The local route: SOURCE and DESTINATION in this process, bytes by the local carrier."""
+"""The local route (SOURCE and DESTINATION in this process) and the local-tree helpers that
+push and pull share with it."""
 
 from __future__ import annotations
 
 import os
 import stat
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from blit_shared.destination import Destination
 from blit_shared.errors import NotFound
 from blit_shared.excludes import Excludes
-from blit_shared.layout import existing_kind, place
+from blit_shared.layout import Placement, existing_kind, place
 from blit_shared.localcopy import copy_local
 from blit_shared.manifest import DIR, FILE, scan
 from blit_shared.options import Options
-from blit_shared.plan import Plan
 from blit_shared.progress import Progress
 from blit_shared.source import Source
 from blit_shared.tuning import tune
 
-Confirm = Callable[[Plan], None]
+Confirm = Callable[[dict[str, int]], None]
 
 
-def dry_run_result(plan: Plan, progress: Progress, deletions_skipped: str | None,
+@dataclass(frozen=True, slots=True)
+class LocalSource:
+    """A local SRC argument: its path, kind, and whether it means 'the contents of'."""
+
+    path: str
+    kind: str
+    contents: bool
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+    @classmethod
+    def parse(cls, src: str) -> LocalSource:
+        contents = src.endswith("/") and src.strip("/") != ""
+        path = src.rstrip("/") or "/"
+        try:
+            st = os.stat(path) if contents else os.lstat(path)
+        except FileNotFoundError:
+            raise NotFound(f"source does not exist: {src}") from None
+        return cls(path, DIR if stat.S_ISDIR(st.st_mode) else FILE, contents)
+
+    def scan(self, opts: Options, progress: Progress, name: str | None) -> Source:
+        """Scan into a Source; a single file is named `name` (the DESTINATION's choice)."""
+        progress.set_phase("scan")
+        if self.kind == DIR:
+            manifest = scan(self.path, Excludes(opts.excludes), checksum=opts.checksum)
+            source = Source(self.path, manifest, progress)
+        else:
+            manifest = scan(self.path, name=name, checksum=opts.checksum)
+            source = Source(os.path.dirname(self.path), manifest, progress,
+                            single_file=self.path)
+        scanned(progress, manifest.errors, len(manifest.entries))
+        return source
+
+
+def scanned(progress: Progress, errors: list[str], entries: int) -> None:
+    """Report a finished source scan; unreadable entries count as failed files."""
+    progress.scanned(entries, not errors, errors)
+    for err in errors:
+        progress.file_failed(err.partition(":")[0], err)
+
+
+def local_placement(dst: str, src_kind: str, src_name: str, contents: bool) -> Placement:
+    return place(dst, existing_kind(dst.rstrip("/") or "/"), src_kind=src_kind,
+                 src_name=src_name, contents=contents)
+
+
+def make_destination(where: Placement, opts: Options, progress: Progress) -> Destination:
+    return Destination(where.root, progress, excludes=Excludes(opts.excludes),
+                       mirror=opts.mirror, checksum=opts.checksum,
+                       single_name=where.single_name,
+                       allow_empty_source=opts.allow_empty_source)
+
+
+def dry_run_result(report: dict[str, Any], counts: dict[str, int], progress: Progress,
                    extra: dict[str, Any]) -> dict[str, Any]:
-    report = plan.report(deletions_skipped is None)
-    summary = progress.summary(**extra, files_transferred=len(plan.files), bytes=plan.bytes,
-                               files_deleted=len(report["delete"]))
+    summary = progress.summary(**extra, files_transferred=counts["to_transfer"],
+                               bytes=counts["bytes"], files_deleted=len(report["delete"]))
     return {"summary": summary, "report": report}
 
 
 def run_local(src: str, dst: str, opts: Options, progress: Progress,
               confirm: Confirm) -> dict[str, Any]:
-    """Copy/mirror `src` to `dst`; returns the summary, or the plan report on --dry-run."""
-    contents = src.endswith("/") and src.strip("/") != ""
-    src_path = src.rstrip("/") or "/"
-    try:
-        st = os.stat(src_path) if contents else os.lstat(src_path)
-    except FileNotFoundError:
-        raise NotFound(f"source does not exist: {src}") from None
-    src_kind = DIR if stat.S_ISDIR(st.st_mode) else FILE
-    where = place(dst, existing_kind(dst.rstrip("/") or "/"), src_kind=src_kind,
-                  src_name=os.path.basename(src_path), contents=contents)
-    excludes = Excludes(opts.excludes)
-
-    progress.set_phase("scan")
-    if src_kind == DIR:
-        manifest = scan(src_path, excludes, checksum=opts.checksum)
-        source = Source(src_path, manifest)
-    else:
-        manifest = scan(src_path, name=where.single_name, checksum=opts.checksum)
-        source = Source(os.path.dirname(src_path), manifest, single_file=src_path)
-    progress.scanned(len(manifest.entries), manifest.complete, manifest.errors)
-    for err in manifest.errors:
-        progress.file_failed(err.partition(":")[0], err)
-
-    dest = Destination(where.root, progress, excludes=excludes, mirror=opts.mirror,
-                       checksum=opts.checksum, single_name=where.single_name,
-                       allow_empty_source=opts.allow_empty_source)
+    """Copy/mirror `src` to `dst`; returns the summary (and the plan report on --dry-run)."""
+    origin = LocalSource.parse(src)
+    where = local_placement(dst, origin.kind, origin.name, origin.contents)
+    source = origin.scan(opts, Progress(), where.single_name)  # the Sink feeds `progress`
+    scanned(progress, source.manifest.errors, len(source.manifest.entries))
+    dest = make_destination(where, opts, progress)
     progress.set_phase("plan")
-    plan = dest.make_plan(manifest)
+    plan = dest.make_plan(source.manifest)
     extra = {"carrier": "local", "zero_copy": True, "dry_run": opts.dry_run,
-             "deletions_skipped": dest.deletions_skipped}
+             "fallback": False, "deletions_skipped": dest.deletions_skipped}
     if opts.dry_run:
-        return dry_run_result(plan, progress, dest.deletions_skipped, extra)
-    confirm(plan)
+        return dry_run_result(plan.report(dest.deletions_skipped is None), plan.counts(),
+                              progress, extra)
+    confirm(plan.counts())
     progress.set_phase("transfer")
     sink = dest.prepare()
     try:

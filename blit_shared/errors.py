@@ -31,13 +31,15 @@ class UsageError(BlitError):
     exit_code = EXIT_USAGE
 
 
-class UnsafePath(BlitError):
-    code = "unsafe_path"
+class ProtocolError(BlitError):
+    code = "protocol"
     status = 400
 
 
-class ProtocolError(BlitError):
-    code = "protocol"
+class UnsafePath(ProtocolError):
+    """A path that would leave its tree; a protocol error when a peer sends it."""
+
+    code = "unsafe_path"
     status = 400
 
 

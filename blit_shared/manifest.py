@@ -83,9 +83,23 @@ class Manifest:
         if not isinstance(errors, list) or not all(isinstance(x, str) for x in errors):
             raise ProtocolError("manifest 'errors' must be a list of strings")
         entries = [Entry.from_wire(x) for x in items]
-        if len({e.path for e in entries}) != len(entries):
-            raise ProtocolError("manifest has duplicate paths")
+        _check_tree(entries)
         return cls(entries, [x[:1000] for x in errors[:1000]])
+
+
+def _check_tree(entries: list[Entry]) -> None:
+    """Unique paths, each inside a directory listed before it (as scan() emits them): a child
+    of a link or a file would otherwise be written through that link, outside the tree."""
+    kinds: dict[str, str] = {}
+    for e in entries:
+        if e.path in kinds:
+            raise ProtocolError(f"manifest has duplicate paths: {e.path!r}")
+        if e.path == "" and e.kind != DIR:
+            raise ProtocolError("manifest root entry must be a directory")
+        parent = e.path.rpartition("/")[0]
+        if parent and kinds.get(parent) != DIR:
+            raise ProtocolError(f"manifest entry {e.path!r} is not inside a listed directory")
+        kinds[e.path] = e.kind
 
 
 def _entry(rel: str, st: os.stat_result, target: str | None = None) -> Entry:

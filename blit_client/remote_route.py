@@ -1,0 +1,184 @@
+"""Push and pull: the same steps as the local route, with the daemon playing one role."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from blit_shared.errors import BlitError, UsageError
+from blit_shared.manifest import Manifest
+from blit_shared.options import Options
+from blit_shared.progress import Progress
+from blit_shared.receiver import Receiver
+from blit_shared.sink import Sink
+from blit_shared.source import stream_frames
+from blit_shared.transport import dial, http_chunks, receive, send_frames
+from blit_shared.tuning import Tuning
+
+from .api import DaemonClient
+from .endpoints import Endpoint, Local, Remote
+from .local_route import (
+    Confirm,
+    LocalSource,
+    dry_run_result,
+    local_placement,
+    make_destination,
+    scanned,
+)
+
+
+def run_remote(src: Endpoint, dst: Endpoint, dst_arg: str, opts: Options, progress: Progress,
+               confirm: Confirm, *, force_http: bool = False,
+               http2: bool = False) -> dict[str, Any]:
+    if isinstance(src, Remote) and isinstance(dst, Remote):
+        raise UsageError("remote to remote is not supported: one side must be local")
+    remote = dst if isinstance(dst, Remote) else src
+    assert isinstance(remote, Remote)
+    if remote.module is None:
+        raise UsageError(f"{remote} names no module: use HOST:PORT:/MODULE/PATH")
+    with DaemonClient(remote.base_url, http2=http2) as api:
+        if isinstance(dst, Remote):
+            assert isinstance(src, Local)
+            return _push(api, src.path, dst, opts, progress, confirm, force_http)
+        return _pull(api, remote, dst_arg, opts, progress, confirm, force_http)
+
+
+def _push(api: DaemonClient, src_arg: str, dst: Remote, opts: Options, progress: Progress,
+          confirm: Confirm, force_http: bool) -> dict[str, Any]:
+    """This process is the SOURCE; the daemon is the DESTINATION."""
+    origin = LocalSource.parse(src_arg)
+    opened = api.call("POST", "/v1/transfers", {
+        "direction": "push", "module": dst.module, "path": dst.path,
+        "trailing_slash": dst.trailing_slash, "options": opts.to_json(),
+        "source": {"kind": origin.kind, "name": origin.name, "contents": origin.contents}})
+    sid = opened["id"]
+    with _SessionGuard(api, sid):
+        source = origin.scan(opts, progress, opened.get("single_name"))
+        progress.set_phase("plan")
+        planned = api.call("POST", f"/v1/transfers/{sid}/manifest", source.manifest.to_wire())
+        progress.planned(planned["counts"])
+        extra = {"dry_run": opts.dry_run, "fallback": False,
+                 "deletions_skipped": planned["deletions_skipped"]}
+        if opts.dry_run:
+            api.call("POST", f"/v1/transfers/{sid}/finish", {})
+            return dry_run_result(planned["report"], planned["counts"], progress,
+                                  {**extra, "carrier": "none", "zero_copy": False})
+        confirm(planned["counts"])
+        grant = api.call("POST", f"/v1/transfers/{sid}/negotiate", {"force_http": force_http})
+        _replay(progress, grant.get("events", []))
+        progress.set_phase("transfer")
+        files = source.resolve_need(planned["need"])
+        payloads = source.queue(files, Tuning(**grant["tuning"]))
+
+        def tcp(token: str) -> None:
+            with dial(grant["host"], grant["port"], bytes.fromhex(token)) as sock:
+                send_frames(sock, stream_frames(source, payloads))
+
+        def http(_: str) -> None:
+            api.put_stream(f"/v1/transfers/{sid}/stream",
+                           http_chunks(stream_frames(source, payloads)))
+
+        _run_streams(grant, tcp, http)
+        summary = api.call("POST", f"/v1/transfers/{sid}/finish", {})
+        _replay(progress, summary.pop("events", []))
+    return {"summary": {**summary, "fallback": extra["fallback"]}}
+
+
+def _replay(progress: Progress, events: list[dict[str, Any]]) -> None:
+    """Show what the daemon's DESTINATION did (links, deletions, failures) as if local."""
+    if progress.listener is not None:
+        for event in events:
+            progress.listener(event)
+
+
+def _pull(api: DaemonClient, src: Remote, dst_arg: str, opts: Options, progress: Progress,
+          confirm: Confirm, force_http: bool) -> dict[str, Any]:
+    """The daemon is the SOURCE; this process is the DESTINATION."""
+    progress.set_phase("scan")
+    opened = api.call("POST", "/v1/transfers", {
+        "direction": "pull", "module": src.module, "path": src.path,
+        "trailing_slash": src.trailing_slash, "options": opts.to_json()})
+    sid = opened["id"]
+    with _SessionGuard(api, sid):
+        kind, name = opened["source"]["kind"], opened["source"]["name"]
+        where = local_placement(dst_arg, kind, name, src.trailing_slash)
+        manifest = Manifest.from_wire(api.call("GET", f"/v1/transfers/{sid}/manifest"))
+        if where.single_name is not None and manifest.entries:
+            manifest.entries[0].path = where.single_name
+        scanned(progress, manifest.errors, len(manifest.entries))
+        dest = make_destination(where, opts, progress)
+        progress.set_phase("plan")
+        plan = dest.make_plan(manifest)
+        extra = {"dry_run": opts.dry_run, "fallback": False,
+                 "deletions_skipped": dest.deletions_skipped}
+        if opts.dry_run:
+            api.call("POST", f"/v1/transfers/{sid}/finish", {})
+            return dry_run_result(plan.report(dest.deletions_skipped is None), plan.counts(),
+                                  progress, {**extra, "carrier": "none", "zero_copy": False})
+        confirm(plan.counts())
+        grant = api.call("POST", f"/v1/transfers/{sid}/negotiate", {
+            "need": plan.need, "force_http": force_http, "name": where.single_name})
+        progress.set_phase("transfer")
+        sink = dest.prepare()
+        try:
+            def tcp(token: str) -> None:
+                with dial(grant["host"], grant["port"], bytes.fromhex(token)) as sock:
+                    receive(sock, Receiver(sink))
+
+            def http(_: str) -> None:
+                receiver = Receiver(sink)
+                for chunk in api.get_stream(f"/v1/transfers/{sid}/stream"):
+                    receiver.feed(chunk)
+                receiver.close()
+
+            _run_streams(grant, tcp, http, sink)
+        finally:
+            dest.finish()
+        summary = progress.summary(carrier=grant["carrier"],
+                                   zero_copy=grant["carrier"] == "tcp", **extra)
+        summary["deletions_skipped"] = dest.deletions_skipped
+        api.call("POST", f"/v1/transfers/{sid}/finish", {"summary": summary})
+    return {"summary": summary}
+
+
+def _run_streams(grant: dict[str, Any], tcp: Callable[[str], None],
+                 http: Callable[[str], None], sink: Sink | None = None) -> None:
+    """Run one thread per granted stream; the first carrier error is raised after all end."""
+    carrier = tcp if grant["carrier"] == "tcp" else http
+    keys = grant.get("tokens") or [str(i) for i in range(grant["streams"])]
+    errors: list[BaseException] = []
+
+    def run(key: str) -> None:
+        try:
+            carrier(key)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,), daemon=True) for k in keys]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        exc = errors[0]
+        if isinstance(exc, BlitError):
+            raise exc
+        raise BlitError(f"data stream failed: {exc}", code="carrier") from exc
+
+
+class _SessionGuard:
+    """Deletes the daemon-side session when the route fails part-way (best effort)."""
+
+    def __init__(self, api: DaemonClient, sid: str) -> None:
+        self.api, self.sid = api, sid
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            with contextlib.suppress(BlitError):
+                self.api.call("DELETE", f"/v1/transfers/{self.sid}")
+

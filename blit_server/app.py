@@ -1,0 +1,313 @@
+"""The control plane: a Starlette app of JSON endpoints under /v1, plus the HTTP carrier."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Iterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from blit_shared import __version__
+from blit_shared.errors import BlitError, Conflict, NotFound, ProtocolError, UsageError
+from blit_shared.manifest import Manifest
+from blit_shared.options import Options
+from blit_shared.paths import check_relpath
+from blit_shared.receiver import Receiver
+from blit_shared.source import stream_frames
+from blit_shared.transport import http_chunks
+from blit_shared.tuning import tune
+
+from .config import DaemonConfig, Module
+from .dataplane import DataPlane
+from .http import (
+    JSON,
+    MANIFEST_BODY,
+    field,
+    on_blit_error,
+    on_crash,
+    on_http_error,
+    read_json,
+)
+from .sessions import Session, Sessions, module_path
+
+log = logging.getLogger("blitd")
+STREAM_WAIT = 300.0
+FEED_BATCH = 1 << 20
+
+
+class Daemon:
+    """Holds the configuration, the sessions and the data plane the endpoints use."""
+
+    def __init__(self, config: DaemonConfig, sessions: Sessions,
+                 data_plane: DataPlane | None) -> None:
+        self.config = config
+        self.sessions = sessions
+        self.data_plane = data_plane
+
+    def module(self, name: str) -> Module:
+        m = self.config.modules.get(name)
+        if m is None:
+            raise NotFound(f"unknown module {name!r}")
+        return m
+
+
+def _daemon(request: Request) -> Daemon:
+    return request.app.state.daemon  # type: ignore[no-any-return]
+
+
+def _session(request: Request) -> Session:
+    return _daemon(request).sessions.get(request.path_params["id"])
+
+
+async def healthz(request: Request) -> Response:
+    return JSON({"status": "ok", "version": __version__})
+
+
+async def list_modules(request: Request) -> Response:
+    mods = _daemon(request).config.modules.values()
+    return JSON({"modules": [m.to_json() for m in mods]})
+
+
+async def list_dir(request: Request) -> Response:
+    module = _daemon(request).module(request.path_params["name"])
+    rel = request.query_params.get("path", "").strip("/")
+    path = module_path(module, rel)
+
+    def listing() -> list[dict[str, Any]]:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            raise NotFound(f"{module.name}/{rel}: no such file or directory") from None
+        if not stat.S_ISDIR(st.st_mode):
+            return [_entry_json(os.path.basename(path), st)]
+        out = []
+        with os.scandir(path) as it:
+            for d in sorted(it, key=lambda d: d.name):
+                out.append(_entry_json(d.name, d.stat(follow_symlinks=False)))
+        return out
+
+    return JSON({"module": module.name, "path": rel, "entries": await run_in_threadpool(listing)})
+
+
+def _entry_json(name: str, st: os.stat_result) -> dict[str, Any]:
+    kind = "d" if stat.S_ISDIR(st.st_mode) else "l" if stat.S_ISLNK(st.st_mode) else "f"
+    return {"name": name, "kind": kind, "size": st.st_size if kind == "f" else 0,
+            "mtime_ns": st.st_mtime_ns, "mode": stat.S_IMODE(st.st_mode)}
+
+
+async def open_transfer(request: Request) -> Response:
+    daemon = _daemon(request)
+    data = await read_json(request)
+    direction = field(data, "direction", str)
+    module = daemon.module(field(data, "module", str))
+    rel = field(data, "path", str, "").strip("/")
+    trailing = field(data, "trailing_slash", bool, False)
+    options = Options.from_json(field(data, "options", dict, {}))
+    if direction == "push":
+        src = field(data, "source", dict)
+        s = await run_in_threadpool(
+            daemon.sessions.open_push, module, rel, trailing, field(src, "kind", str),
+            field(src, "name", str), field(src, "contents", bool), options)
+        assert s.destination is not None
+        return JSON({"id": s.id, "direction": "push",
+                     "single_name": s.destination.single_name}, status_code=201)
+    if direction == "pull":
+        s = await run_in_threadpool(daemon.sessions.open_pull, module, rel, trailing, options)
+        assert s.source is not None
+        entries = s.source.manifest.entries
+        kind = "d" if entries and entries[0].path == "" else "f"
+        name = os.path.basename(rel) if rel else module.name
+        return JSON({"id": s.id, "direction": "pull", "source": {"kind": kind, "name": name}},
+                    status_code=201)
+    raise UsageError("direction must be 'push' or 'pull'")
+
+
+async def post_manifest(request: Request) -> Response:
+    """push: the SOURCE's manifest arrives; the daemon (DESTINATION) plans."""
+    s = _session(request)
+    if s.direction != "push" or s.destination is None:
+        raise Conflict("only a push takes a manifest")
+    manifest = Manifest.from_wire(await read_json(request, MANIFEST_BODY))
+    dest = s.destination
+    plan = await run_in_threadpool(dest.make_plan, manifest)
+    body: dict[str, Any] = {"need": plan.need, "counts": plan.counts(),
+                            "deletions_skipped": dest.deletions_skipped}
+    if s.options.dry_run:
+        body["report"] = plan.report(dest.deletions_skipped is None)
+    return JSON(body)
+
+
+async def get_manifest(request: Request) -> Response:
+    """pull: the daemon (SOURCE) hands its manifest to the client (DESTINATION)."""
+    s = _session(request)
+    if s.source is None:
+        raise Conflict("only a pull has a manifest to fetch")
+    return JSON(s.source.manifest.to_wire())
+
+
+async def negotiate(request: Request) -> Response:
+    daemon = _daemon(request)
+    s = _session(request)
+    daemon.sessions.check_open(s)
+    if s.carrier is not None:
+        raise Conflict("transfer already negotiated")
+    data = await read_json(request, MANIFEST_BODY)
+    force_http = field(data, "force_http", bool, False) or daemon.config.force_http
+    grant_events: list[dict[str, Any]] = []
+    if s.source is not None:
+        name = field(data, "name", (str, type(None)), None)
+        if name is not None and s.source.single_file is not None:
+            check_relpath(name)
+            if "/" in name or not name:
+                raise ProtocolError("name must be one path component")
+            s.source.manifest.entries[0].path = name  # the DESTINATION names a lone file
+        need = field(data, "need", list)
+        s.files = await run_in_threadpool(s.source.resolve_need, need)
+    else:
+        assert s.destination is not None
+        if s.destination.plan is None:
+            raise Conflict("send the manifest first")
+        await run_in_threadpool(s.destination.prepare)
+        s.files = s.destination.plan.files
+        grant_events = s.drain_events()
+    s.tuning = tune([e.size for e in s.files], streams=s.options.streams)
+    if s.source is not None:
+        s.queue = s.source.queue(s.files, s.tuning)
+    s.streams_expected = s.tuning.streams
+    s.progress.set_phase("transfer")
+    grant: dict[str, Any] = {"streams": s.tuning.streams, "tuning": s.tuning.to_json(),
+                             "events": grant_events}
+    if force_http or daemon.data_plane is None:
+        s.carrier = "http"
+        return JSON({"carrier": "http", **grant})
+    s.carrier = "tcp"
+    host = daemon.config.advertise_host or request.url.hostname or daemon.config.bind
+    tokens = daemon.sessions.grant(s, s.tuning.streams)
+    return JSON({"carrier": "tcp", "host": host, "port": daemon.data_plane.port,
+                 "tokens": tokens, **grant})
+
+
+async def put_stream(request: Request) -> Response:
+    """HTTP carrier, push: one record stream as the request body."""
+    s = _session(request)
+    if s.carrier != "http" or s.destination is None or s.destination.sink is None:
+        raise Conflict("this transfer has no HTTP stream to receive")
+    receiver = Receiver(s.destination.sink)
+    error = None
+    try:
+        batch = bytearray()
+        async for chunk in request.stream():
+            batch += chunk
+            if len(batch) >= FEED_BATCH:
+                await run_in_threadpool(receiver.feed, bytes(batch))
+                batch.clear()
+        if batch:
+            await run_in_threadpool(receiver.feed, bytes(batch))
+        receiver.close()
+    except BlitError as exc:
+        error = exc.message
+        raise
+    finally:
+        s.stream_finished(error)
+    return JSON({"ok": True, "records": receiver.decoder.records})
+
+
+async def get_stream(request: Request) -> Response:
+    """HTTP carrier, pull: one record stream as the response body."""
+    s = _session(request)
+    if s.carrier != "http" or s.source is None or s.queue is None:
+        raise Conflict("this transfer has no HTTP stream to send")
+    source, payloads = s.source, s.queue
+
+    def body() -> Iterator[bytes]:
+        error = "stream aborted"
+        try:
+            yield from http_chunks(stream_frames(source, payloads))
+            error = None
+        finally:
+            s.stream_finished(error)
+
+    return StreamingResponse(body(), media_type="application/octet-stream")
+
+
+async def status(request: Request) -> Response:
+    return JSON(_session(request).status())
+
+
+async def finish(request: Request) -> Response:
+    """End a transfer: wait for its streams, let the DESTINATION finish, return the summary."""
+    _daemon(request)
+    s = _session(request)
+    if s.summary is not None:
+        return JSON(s.summary)
+    data = await read_json(request)
+    if s.streams_expected and not await run_in_threadpool(s.wait_streams, STREAM_WAIT):
+        raise ProtocolError("data streams did not finish in time")
+    extra = {"carrier": s.carrier or "none", "zero_copy": s.carrier == "tcp",
+             "dry_run": s.options.dry_run, "stream_errors": s.stream_errors}
+    if s.destination is not None:
+        if s.destination.plan is not None and not s.options.dry_run and s.carrier:
+            await run_in_threadpool(s.destination.finish)
+        extra["deletions_skipped"] = s.destination.deletions_skipped
+        s.summary = s.progress.summary(**extra, events=s.drain_events())
+    else:
+        # pull: the client is the DESTINATION; it reports the outcome it scored.
+        reported = field(data, "summary", dict, {})
+        s.summary = {**s.progress.summary(**extra), **_scalar_fields(reported)}
+    s.progress.set_phase("done")
+    log.info("transfer %s %s %s/%s: %s files, %s bytes, %s failed, carrier %s", s.id,
+             s.direction, s.module.name, "", s.summary.get("files_transferred"),
+             s.summary.get("bytes"), s.summary.get("files_failed"), s.carrier)
+    return JSON(s.summary)
+
+
+def _scalar_fields(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in list(data.items())[:50]
+            if isinstance(k, str) and isinstance(v, int | float | str | bool | None)}
+
+
+async def get_summary(request: Request) -> Response:
+    s = _session(request)
+    if s.summary is None:
+        raise Conflict("transfer not finished")
+    return JSON(s.summary)
+
+
+async def abort(request: Request) -> Response:
+    daemon = _daemon(request)
+    s = _session(request)
+    if s.destination is not None and s.destination.sink is not None and s.summary is None:
+        await run_in_threadpool(s.destination.sink.close)
+    daemon.sessions.drop(s.id)
+    return JSON({"ok": True})
+
+
+def create_app(config: DaemonConfig, sessions: Sessions,
+               data_plane: DataPlane | None) -> Starlette:
+    routes = [
+        Route("/healthz", healthz),
+        Route("/v1/modules", list_modules),
+        Route("/v1/modules/{name}/list", list_dir),
+        Route("/v1/transfers", open_transfer, methods=["POST"]),
+        Route("/v1/transfers/{id}", status, methods=["GET"]),
+        Route("/v1/transfers/{id}", abort, methods=["DELETE"]),
+        Route("/v1/transfers/{id}/manifest", post_manifest, methods=["POST"]),
+        Route("/v1/transfers/{id}/manifest", get_manifest, methods=["GET"]),
+        Route("/v1/transfers/{id}/negotiate", negotiate, methods=["POST"]),
+        Route("/v1/transfers/{id}/stream", put_stream, methods=["PUT"]),
+        Route("/v1/transfers/{id}/stream", get_stream, methods=["GET"]),
+        Route("/v1/transfers/{id}/finish", finish, methods=["POST"]),
+        Route("/v1/transfers/{id}/summary", get_summary, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={
+        BlitError: on_blit_error, HTTPException: on_http_error, Exception: on_crash})
+    app.state.daemon = Daemon(config, sessions, data_plane)
+    return app

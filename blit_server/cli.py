@@ -1,0 +1,116 @@
+"""The `blitd` command: load modules, start the data plane, serve the control plane."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import Annotated
+
+import typer
+from hypercorn.asyncio import serve
+from hypercorn.config import Config as HyperConfig
+
+from blit_shared import __version__
+from blit_shared.errors import EXIT_USAGE, BlitError, UsageError
+
+from .app import create_app
+from .config import DEFAULT_PORT, DaemonConfig, Module, load, parse_module_flag
+from .dataplane import DataPlane
+from .sessions import Sessions
+
+log = logging.getLogger("blitd")
+
+
+def run(config: DaemonConfig) -> None:
+    """Serve until SIGINT/SIGTERM; open transfers are aborted, their temp files removed."""
+    sessions = Sessions()
+    data_plane = None
+    if not config.force_http:
+        try:
+            data_plane = DataPlane(sessions, config.bind, config.data_port)
+        except OSError as exc:
+            log.warning("no TCP data plane (%s); granting the HTTP carrier only", exc)
+    app = create_app(config, sessions, data_plane)
+    if data_plane is not None:
+        data_plane.start()
+    hc = HyperConfig()
+    host = f"[{config.bind}]" if ":" in config.bind else config.bind
+    hc.bind = [f"{host}:{config.port}"]
+    hc.accesslog = None
+    hc.errorlog = "-"
+    hc.graceful_timeout = 5
+    hc.keep_alive_timeout = 75
+    hc.h2_max_concurrent_streams = 100
+    log.info("blitd %s on http://%s:%d, data port %s, modules: %s", __version__, host,
+             config.port, data_plane.port if data_plane else "none (http only)",
+             ", ".join(f"{m.name}={m.path}{' (ro)' if m.read_only else ''}"
+                       for m in config.modules.values()))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(app, hc, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+    try:
+        asyncio.run(main())
+    finally:
+        if data_plane is not None:
+            data_plane.close()
+        for s in sessions.active():
+            if s.destination is not None and s.destination.sink is not None:
+                s.destination.sink.close()
+        log.info("blitd stopped")
+
+
+def blitd(
+    root: Annotated[str | None, typer.Option(help="Export DIR as module 'default'.")] = None,
+    module: Annotated[list[str] | None, typer.Option(
+        help="Export a module as NAME=DIR (repeatable).")] = None,
+    config: Annotated[str | None, typer.Option(help="TOML config file.")] = None,
+    bind: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help=f"Control-plane port [{DEFAULT_PORT}].")] = None,
+    data_port: Annotated[int | None, typer.Option(help="Data-plane port [ephemeral].")] = None,
+    advertise_host: Annotated[str | None, typer.Option(
+        help="Host name data-plane grants point clients at.")] = None,
+    force_http: Annotated[bool, typer.Option(
+        "--force-http", help="Never grant the TCP data plane.")] = False,
+    read_only: Annotated[bool, typer.Option(
+        "--read-only", help="Make --root/--module modules read-only.")] = False,
+) -> None:
+    """blitd: export directories as modules for `blit` push and pull."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cfg = load(config)
+    if bind is not None:
+        cfg.bind = bind
+    if port is not None:
+        cfg.port = port
+    if data_port is not None:
+        cfg.data_port = data_port
+    if advertise_host is not None:
+        cfg.advertise_host = advertise_host
+    cfg.force_http = cfg.force_http or force_http
+    if root is not None:
+        cfg.add_module(Module("default", root, read_only))
+    for flag in module or []:
+        m = parse_module_flag(flag)
+        cfg.add_module(Module(m.name, m.path, read_only))
+    if not cfg.modules:
+        raise UsageError("no modules: pass --root DIR, --module NAME=DIR or --config FILE")
+    run(cfg)
+
+
+def main() -> None:
+    try:
+        typer.run(blitd)
+    except BlitError as exc:
+        print(f"blitd: error: {exc.message}", file=sys.stderr)
+        sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Daemon configuration: TOML file (tomllib) plus command-line overrides."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+
+from blit_shared.errors import UsageError
+
+DEFAULT_PORT = 9031
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Module:
+    name: str
+    path: str
+    read_only: bool = False
+    comment: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "read_only": self.read_only, "comment": self.comment}
+
+
+@dataclass(slots=True)
+class DaemonConfig:
+    bind: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    data_port: int = 0                 # 0: an ephemeral port chosen at start
+    advertise_host: str | None = None  # what data-plane grants point clients at
+    force_http: bool = False           # never grant the TCP data plane
+    modules: dict[str, Module] = field(default_factory=dict)
+
+    def add_module(self, module: Module) -> None:
+        if not _NAME.match(module.name):
+            raise UsageError(f"bad module name {module.name!r}")
+        path = os.path.realpath(module.path)
+        if not os.path.isdir(path):
+            raise UsageError(f"module {module.name!r}: {module.path} is not a directory")
+        self.modules[module.name] = Module(module.name, path, module.read_only, module.comment)
+
+
+def load(path: str | None) -> DaemonConfig:
+    cfg = DaemonConfig()
+    if path is None:
+        return cfg
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"cannot read config {path}: {exc}") from None
+    daemon = data.get("daemon", {})
+    for key in ("bind", "port", "data_port", "advertise_host", "force_http"):
+        if key in daemon:
+            setattr(cfg, key, daemon[key])
+    for m in data.get("module", []):
+        try:
+            cfg.add_module(Module(m["name"], m["path"], bool(m.get("read_only", False)),
+                                  str(m.get("comment", ""))))
+        except KeyError as exc:
+            raise UsageError(f"module in {path} lacks {exc}") from None
+    return cfg
+
+
+def parse_module_flag(flag: str) -> Module:
+    name, sep, path = flag.partition("=")
+    if not sep or not path:
+        raise UsageError(f"--module wants NAME=DIR, got {flag!r}")
+    return Module(name, path)

@@ -1,0 +1,85 @@
+"""The TCP data plane: a listener that admits connections bearing a one-time token."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+
+from blit_shared.errors import BlitError
+from blit_shared.receiver import Receiver
+from blit_shared.source import stream_frames
+from blit_shared.transport import ACK, read_hello, receive, send_frames
+
+from .sessions import Session, Sessions
+
+log = logging.getLogger("blitd.data")
+HELLO_TIMEOUT = 10.0
+
+
+def run_stream_socket(session: Session, sock: socket.socket) -> None:
+    """Move one record stream of `session` over `sock`, in the daemon's role."""
+    error = None
+    try:
+        if session.role == "destination":
+            assert session.destination is not None and session.destination.sink is not None
+            receive(sock, Receiver(session.destination.sink))
+        else:
+            assert session.source is not None and session.queue is not None
+            send_frames(sock, stream_frames(session.source, session.queue))
+    except (BlitError, OSError) as exc:
+        error = getattr(exc, "message", None) or str(exc)
+        log.warning("transfer %s: data stream failed: %s", session.id, error)
+    finally:
+        sock.close()
+        session.stream_finished(error)
+
+
+class DataPlane:
+    """Accepts data connections on its own port; each runs in a thread of its own."""
+
+    def __init__(self, sessions: Sessions, host: str, port: int) -> None:
+        self.sessions = sessions
+        self.sock = socket.create_server((host, port), backlog=128)
+        self.port: int = self.sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._accept_loop, name="blitd-data",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+    def _accept_loop(self) -> None:
+        while True:
+            try:
+                conn, addr = self.sock.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._admit, args=(conn, addr), daemon=True).start()
+
+    def _admit(self, conn: socket.socket, addr: tuple[str, int]) -> None:
+        conn.settimeout(HELLO_TIMEOUT)
+        try:
+            token = read_hello(conn)
+        except (BlitError, OSError) as exc:
+            log.warning("data connection from %s dropped: %s", addr[0], exc)
+            conn.close()
+            return
+        session = self.sessions.claim(token)
+        if session is None:
+            log.warning("data connection from %s dropped: unknown or used token", addr[0])
+            conn.close()
+            return
+        try:
+            conn.sendall(ACK)
+        except OSError:
+            conn.close()
+            session.stream_finished("client went away during handshake")
+            return
+        conn.settimeout(None)
+        run_stream_socket(session, conn)

@@ -1,0 +1,207 @@
+"""Transfer sessions held by the daemon, and the one-time data-plane tokens that open them."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import stat
+import threading
+import time
+from dataclasses import dataclass, field
+from queue import SimpleQueue
+from typing import Any
+
+from blit_shared.destination import Destination
+from blit_shared.errors import Conflict, Forbidden, NotFound, UsageError
+from blit_shared.excludes import Excludes
+from blit_shared.layout import existing_kind, place
+from blit_shared.manifest import DIR, FILE, Entry, scan
+from blit_shared.options import Options
+from blit_shared.paths import check_relpath, join
+from blit_shared.payload import Payload
+from blit_shared.progress import Progress
+from blit_shared.source import Source
+from blit_shared.transport import TOKEN_BYTES
+from blit_shared.tuning import Tuning
+
+from .config import Module
+
+TOKEN_TTL = 60.0
+SESSION_TTL = 3600.0
+
+
+@dataclass
+class Session:
+    """One transfer; the daemon is its SOURCE (pull) or its DESTINATION (push)."""
+
+    id: str
+    direction: str
+    module: Module
+    options: Options
+    progress: Progress
+    destination: Destination | None = None
+    source: Source | None = None
+    files: list[Entry] = field(default_factory=list)
+    tuning: Tuning | None = None
+    queue: SimpleQueue[Payload | None] | None = None
+    carrier: str | None = None
+    streams_expected: int = 0
+    streams_done: int = 0
+    stream_errors: list[str] = field(default_factory=list)
+    summary: dict[str, Any] | None = None
+    created: float = field(default_factory=time.monotonic)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def record(self, event: dict[str, Any]) -> None:
+        """Progress listener: keep what the client shows in -v (links, deletions, failures)."""
+        if event["event"] == "fail" or event.get("action") in ("linked", "deleted"):
+            with self.cond:
+                self.events.append(event)
+
+    def drain_events(self) -> list[dict[str, Any]]:
+        with self.cond:
+            out, self.events = self.events, []
+        return out
+
+    @property
+    def role(self) -> str:
+        return "destination" if self.direction == "push" else "source"
+
+    def stream_finished(self, error: str | None = None) -> None:
+        with self.cond:
+            self.streams_done += 1
+            if error:
+                self.stream_errors.append(error)
+            self.cond.notify_all()
+
+    def wait_streams(self, timeout: float) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: self.streams_done >= self.streams_expected,
+                                      timeout)
+
+    def status(self) -> dict[str, Any]:
+        snap = self.progress.snapshot()
+        return {"id": self.id, "direction": self.direction, "module": self.module.name,
+                "role": self.role, "phase": snap.phase, "carrier": self.carrier,
+                "files_total": snap.files_total, "bytes_total": snap.bytes_total,
+                "files_done": snap.files_done, "bytes_done": snap.bytes_done,
+                "elapsed_s": round(snap.elapsed, 3), "finished": self.summary is not None}
+
+
+def module_path(module: Module, rel: str) -> str:
+    """`rel` inside the module, refusing paths that escape it through symlinks."""
+    check_relpath(rel)
+    path = join(module.path, rel)
+    probe = path
+    while not os.path.lexists(probe) and probe != module.path:
+        probe = os.path.dirname(probe)
+    real = os.path.realpath(probe)
+    if real != module.path and not real.startswith(module.path + os.sep):
+        raise Forbidden(f"path {rel!r} leaves module {module.name!r}")
+    return path
+
+
+class Sessions:
+    """The daemon's open sessions and outstanding tokens (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, Session] = {}
+        self._tokens: dict[bytes, tuple[bytes, str, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, sid: str) -> Session:
+        with self._lock:
+            s = self._sessions.get(sid)
+        if s is None:
+            raise NotFound(f"no transfer {sid!r}")
+        return s
+
+    def drop(self, sid: str) -> None:
+        with self._lock:
+            self._sessions.pop(sid, None)
+
+    def active(self) -> list[Session]:
+        with self._lock:
+            return list(self._sessions.values())
+
+    def _add(self, session: Session) -> Session:
+        with self._lock:
+            now = time.monotonic()
+            for sid, s in list(self._sessions.items()):
+                if now - s.created > SESSION_TTL:
+                    del self._sessions[sid]
+            self._sessions[session.id] = session
+        return session
+
+    # -- opening -----------------------------------------------------------------------------
+    def open_push(self, module: Module, rel: str, trailing: bool, src_kind: str, src_name: str,
+                  contents: bool, options: Options) -> Session:
+        if module.read_only:
+            raise Forbidden(f"module {module.name!r} is read-only")
+        if src_kind not in (DIR, FILE):
+            raise UsageError("source kind must be 'd' or 'f'")
+        check_relpath(src_name)
+        if not src_name or "/" in src_name:
+            raise UsageError("source name must be one path component")
+        base = module_path(module, rel)
+        where = place(base + ("/" if trailing else ""), existing_kind(base), src_kind=src_kind,
+                      src_name=src_name, contents=contents)
+        # The name the source adds (DST/NAME) may itself be a link out of the module.
+        inner = os.path.relpath(where.root, module.path)
+        module_path(module, "" if inner == "." else inner)
+        progress = Progress()
+        session = Session(secrets.token_hex(16), "push", module, options, progress)
+        progress.listener = session.record
+        session.destination = Destination(where.root, progress, excludes=Excludes(options.excludes),
+                           mirror=options.mirror, checksum=options.checksum,
+                           single_name=where.single_name,
+                           allow_empty_source=options.allow_empty_source)
+        return self._add(session)
+
+    def open_pull(self, module: Module, rel: str, trailing: bool, options: Options) -> Session:
+        path = module_path(module, rel)
+        try:
+            st = os.stat(path) if trailing or rel == "" else os.lstat(path)
+        except FileNotFoundError:
+            raise NotFound(f"{module.name}/{rel}: no such file or directory") from None
+        progress = Progress()
+        progress.set_phase("scan")
+        if stat.S_ISDIR(st.st_mode):
+            manifest = scan(path, Excludes(options.excludes), checksum=options.checksum)
+            source = Source(path, manifest, progress)
+        else:
+            manifest = scan(path, name=os.path.basename(path), checksum=options.checksum)
+            source = Source(os.path.dirname(path), manifest, progress, single_file=path)
+        return self._add(Session(secrets.token_hex(16), "pull", module, options, progress,
+                                 source=source))
+
+    # -- tokens ------------------------------------------------------------------------------
+    def grant(self, session: Session, count: int) -> list[str]:
+        tokens = []
+        with self._lock:
+            expiry = time.monotonic() + TOKEN_TTL
+            for _ in range(count):
+                token = secrets.token_bytes(TOKEN_BYTES)
+                self._tokens[hashlib.sha256(token).digest()] = (token, session.id, expiry)
+                tokens.append(token.hex())
+        return tokens
+
+    def claim(self, token: bytes) -> Session | None:
+        """The session a token opens; single use, expiring, compared in constant time."""
+        key = hashlib.sha256(token).digest()
+        with self._lock:
+            held = self._tokens.pop(key, None)
+            session = self._sessions.get(held[1]) if held else None
+        if held is None or session is None:
+            return None
+        stored, _sid, expiry = held
+        if not hmac.compare_digest(stored, token) or time.monotonic() > expiry:
+            return None
+        return session
+
+    def check_open(self, session: Session) -> None:
+        if session.summary is not None:
+            raise Conflict(f"transfer {session.id} is already finished")

@@ -1,0 +1,131 @@
+"""Carriers for record streams: raw TCP sockets (token handshake, sendfile) and HTTP bodies."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterable, Iterator
+
+from .errors import BlitError, ProtocolError
+from .receiver import Receiver
+from .source import FileSpan, Frame, read_span
+
+HELLO = b"BLTK"
+TOKEN_BYTES = 32
+ACK = b"\x01"
+HTTP_CHUNK = 1 << 20
+
+
+class CarrierError(BlitError):
+    code = "carrier"
+    status = 502
+
+
+# -- TCP ------------------------------------------------------------------------------------------
+def dial(host: str, port: int, token: bytes, timeout: float = 10.0) -> socket.socket:
+    """Connect to a data port and present a one-time token; returns once the daemon accepted."""
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        raise CarrierError(f"data port {host}:{port} unreachable: {exc.strerror or exc}") from None
+    try:
+        sock.sendall(HELLO + token)
+        if sock.recv(1) != ACK:
+            raise CarrierError(f"data port {host}:{port} refused the token")
+    except OSError as exc:
+        sock.close()
+        raise CarrierError(f"data port {host}:{port} handshake failed: {exc}") from None
+    except CarrierError:
+        sock.close()
+        raise
+    sock.settimeout(None)
+    _tune(sock)
+    return sock
+
+
+def read_hello(sock: socket.socket) -> bytes:
+    """Server side: the token a new data connection presents (ProtocolError on garbage)."""
+    want = len(HELLO) + TOKEN_BYTES
+    buf = bytearray()
+    while len(buf) < want:
+        chunk = sock.recv(want - len(buf))
+        if not chunk:
+            raise ProtocolError("data connection closed before its token")
+        buf += chunk
+    if bytes(buf[:4]) != HELLO:
+        raise ProtocolError("data connection did not start with a blit hello")
+    return bytes(buf[4:])
+
+
+def _tune(sock: socket.socket) -> None:
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def send_frames(sock: socket.socket, frames: Iterable[Frame]) -> None:
+    """Write a record stream to a socket: buffers with sendall, file spans with sendfile."""
+    pending = bytearray()
+    for frame in frames:
+        if isinstance(frame, FileSpan):
+            if pending:
+                sock.sendall(pending)
+                pending.clear()
+            _sendfile(sock, frame)
+        else:
+            pending += frame
+            if len(pending) >= HTTP_CHUNK:
+                sock.sendall(pending)
+                pending.clear()
+    if pending:
+        sock.sendall(pending)
+    sock.shutdown(socket.SHUT_WR)
+
+
+def _sendfile(sock: socket.socket, span: FileSpan) -> None:
+    offset, left = span.offset, span.length
+    out = sock.fileno()
+    while left:
+        n = os.sendfile(out, span.fd, offset, min(left, 1 << 30))
+        if n == 0:  # the file shrank: keep the framing; the SOURCE reports the file as FAIL
+            sock.sendall(bytes(min(left, HTTP_CHUNK)))
+            n = min(left, HTTP_CHUNK)
+        offset += n
+        left -= n
+
+
+def receive(sock: socket.socket, receiver: Receiver, bufsize: int = 1 << 20) -> None:
+    """Read a record stream from a socket into `receiver` (recv_into a reused buffer)."""
+    buf = bytearray(bufsize)
+    view = memoryview(buf)
+    while True:
+        n = sock.recv_into(buf)
+        if n == 0:
+            break
+        receiver.feed(view[:n])
+    receiver.close()
+
+
+# -- HTTP -----------------------------------------------------------------------------------------
+def http_chunks(frames: Iterable[Frame], chunk: int = HTTP_CHUNK) -> Iterator[bytes]:
+    """A record stream as body chunks of about `chunk` bytes (headers coalesced with data)."""
+    pending = bytearray()
+    for frame in frames:
+        if isinstance(frame, FileSpan):
+            for data in read_span(frame, chunk):
+                if pending:
+                    pending += data
+                    if len(pending) >= chunk:
+                        yield bytes(pending)
+                        pending.clear()
+                else:
+                    yield data
+        else:
+            pending += frame
+            if len(pending) >= chunk:
+                yield bytes(pending)
+                pending.clear()
+    if pending:
+        yield bytes(pending)
