@@ -66,7 +66,7 @@ def mirror(src: str, dst: str, progress: ProgressOpt = False, verbose: VerboseOp
     """Make DST an exact copy of SRC: copy, then delete what SRC does not have."""
     opts = Options(mirror=True, checksum=checksum, dry_run=dry_run, excludes=exclude or [],
                    streams=streams, allow_empty_source=allow_empty_source)
-    raise typer.Exit(_transfer(src, dst, opts, progress, verbose, json, yes))
+    raise typer.Exit(_transfer(src, dst, opts, progress, verbose, json, yes, force_http, http2))
 
 
 @app.command()

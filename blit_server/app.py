@@ -252,7 +252,9 @@ async def finish(request: Request) -> Response:
     if s.streams_expected and not await run_in_threadpool(s.wait_streams, STREAM_WAIT):
         raise ProtocolError("data streams did not finish in time")
     extra = {"carrier": s.carrier or "none", "zero_copy": s.carrier == "tcp",
-             "dry_run": s.options.dry_run, "stream_errors": s.stream_errors}
+             "dry_run": s.options.dry_run}
+    for error in s.stream_errors:
+        log.warning("transfer %s: stream error: %s", s.id, error)
     if s.destination is not None:
         if s.destination.plan is not None and not s.options.dry_run and s.carrier:
             await run_in_threadpool(s.destination.finish)

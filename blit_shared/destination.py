@@ -6,7 +6,9 @@ import os
 import shutil
 import stat
 
+from .errors import Conflict
 from .excludes import Excludes
+from .layout import existing_kind
 from .manifest import DIR, Manifest, scan
 from .paths import join
 from .plan import Plan, diff
@@ -35,6 +37,9 @@ class Destination:
         if self.single_name is not None:
             return scan(join(self.root, self.single_name), name=self.single_name,
                         checksum=self.checksum)
+        if existing_kind(self.root) not in (None, DIR):
+            # Writing a tree "into" a file would fail entry by entry and re-stamp the file.
+            raise Conflict(f"destination exists and is not a directory: {self.root}")
         return scan(self.root, self.excludes, checksum=self.checksum)
 
     def make_plan(self, source: Manifest) -> Plan:
@@ -91,14 +96,15 @@ class Destination:
                         self.progress.entry_deleted(e.path)
         for e in reversed(plan.dirs):
             path = join(self.root, e.path)
+            root = e.path == ""  # may be a link to the directory (rsync follows it, so do we)
             try:
-                st = os.lstat(path)
+                st = os.stat(path) if root else os.lstat(path)
             except OSError:
                 continue  # its creation already failed and was reported
             if stat.S_IMODE(st.st_mode) != e.mode:
                 self._guard(e.path, os.chmod, path, e.mode)
             if st.st_mtime_ns != e.mtime_ns:
-                self._guard(e.path, _set_mtime, path, e.mtime_ns)
+                self._guard(e.path, _set_mtime, path, e.mtime_ns, root)
 
     # -- helpers -----------------------------------------------------------------------------
     def _plan(self) -> Plan:
@@ -141,5 +147,5 @@ class Destination:
             raise
 
 
-def _set_mtime(path: str, mtime_ns: int) -> None:
-    os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+def _set_mtime(path: str, mtime_ns: int, follow: bool = False) -> None:
+    os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=follow)

@@ -115,15 +115,18 @@ def _entry(rel: str, st: os.stat_result, target: str | None = None) -> Entry:
 
 def scan(root: str, excludes: Excludes | None = None, *, name: str | None = None,
          checksum: bool = False) -> Manifest:
-    """Walk `root` once (iteratively, never following links) into a Manifest.
+    """Walk `root` once (iteratively, never following links inside it) into a Manifest.
 
     A missing root gives an empty, complete manifest. When `root` is a file or link, the manifest
-    holds that one entry, named `name` (default: its basename).
+    holds that one entry, named `name` (default: its basename). Without `name`, a root that is a
+    link to a directory is walked as that directory, as rsync treats `SRC/` and a DST link.
     """
     excludes = excludes or Excludes()
     manifest = Manifest()
     try:
         st = os.lstat(root)
+        if name is None and stat.S_ISLNK(st.st_mode) and os.path.isdir(root):
+            st = os.stat(root)
     except FileNotFoundError:
         return manifest
     if not stat.S_ISDIR(st.st_mode):
