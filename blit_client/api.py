@@ -11,6 +11,8 @@ import orjson
 from blit_shared import errors
 from blit_shared.errors import BlitError
 
+from . import h2tuning
+
 _BY_STATUS: dict[int, type[BlitError]] = {
     400: errors.ProtocolError, 401: errors.Unauthorized, 403: errors.Forbidden,
     404: errors.NotFound, 409: errors.Conflict, 413: errors.TooLarge,
@@ -38,6 +40,8 @@ class DaemonClient:
     """Talks to one blitd. `http2` speaks h2c with prior knowledge (httpx needs http1=False)."""
 
     def __init__(self, base_url: str, *, http2: bool = False) -> None:
+        if http2:
+            h2tuning.install()
         self.base_url = base_url
         self.http2 = http2
         self._client = self._new_client()

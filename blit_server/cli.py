@@ -15,6 +15,7 @@ from hypercorn.config import Config as HyperConfig
 from blit_shared import __version__
 from blit_shared.errors import EXIT_USAGE, BlitError, UsageError
 
+from . import h2tuning
 from .app import create_app
 from .config import DEFAULT_PORT, DaemonConfig, Module, load, parse_module_flag
 from .dataplane import DataPlane
@@ -25,6 +26,7 @@ log = logging.getLogger("blitd")
 
 def run(config: DaemonConfig) -> None:
     """Serve until SIGINT/SIGTERM; open transfers are aborted, their temp files removed."""
+    h2tuning.install()
     sessions = Sessions()
     data_plane = None
     if not config.force_http:

@@ -1,0 +1,39 @@
+"""Larger HTTP/2 windows and frames for httpx's h2 connections (httpcore offers no setting):
+with 64 KiB stream windows an h2c pull stalls on every WINDOW_UPDATE round trip."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h2.settings
+from httpcore._sync import http2 as core_h2
+
+WINDOW = 16 << 20
+FRAME = 1 << 20
+READ_BYTES = 1 << 20
+
+
+def install() -> None:
+    cls = core_h2.HTTP2Connection
+    if getattr(cls, "_blit_tuned", False):
+        return
+    original = cls._send_connection_init
+
+    def _send_connection_init(self: Any, request: Any) -> None:
+        state = self._h2_state
+        real_initiate = state.initiate_connection
+
+        def initiate() -> None:
+            values = dict(state.local_settings.items())
+            values[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] = WINDOW
+            values[h2.settings.SettingCodes.MAX_FRAME_SIZE] = FRAME
+            state.local_settings = h2.settings.Settings(client=True, initial_values=values)
+            state.max_inbound_frame_size = FRAME
+            real_initiate()
+
+        state.initiate_connection = initiate
+        original(self, request)
+
+    cls._send_connection_init = _send_connection_init  # type: ignore[method-assign]
+    cls.READ_NUM_BYTES = READ_BYTES
+    cls._blit_tuned = True  # type: ignore[attr-defined]
