@@ -134,8 +134,10 @@ def test_push_and_pull_report_the_same(served: tuple[Daemon, Path, str], big_tre
     push = transfer(daemon, "copy", "-v", str(big_tree / "a") + "/", daemon.url("dst", name))
     pull = transfer(daemon, "copy", "-v", daemon.url("src", "src/a/"), str(tmp_path / "a"))
     assert push.returncode == pull.returncode == 0, push.stderr + pull.stderr
-    lines = lambda p: sorted(l for l in p.stdout.splitlines() if l.startswith(("copied", "linked")))  # noqa: E731
-    assert lines(push) == lines(pull) and lines(push)
+    def acted(proc: subprocess.CompletedProcess[str]) -> list[str]:
+        return sorted(x for x in proc.stdout.splitlines() if x.startswith(("copied", "linked")))
+
+    assert acted(push) == acted(pull) and acted(push)
     pj = summary_of(transfer(daemon, "copy", "--json", str(big_tree / "a") + "/",
                              daemon.url("dst", name + "-j")))
     lj = summary_of(transfer(daemon, "copy", "--json", daemon.url("src", "src/a/"),
