@@ -152,3 +152,31 @@ def test_garbage_on_data_port_harms_nothing(daemon: Daemon, small_tree: Path,
     out = blit("copy", daemon.url("ro", "a/"), str(tmp_path / "a"))
     assert out.returncode == 0, out.stderr
     assert_same_tree(small_tree / "a", tmp_path / "a")
+
+
+def test_sigterm_mid_push_leaves_no_partial_file(tmp_path: Path) -> None:
+    """Stopping the daemon during a push: the file is either complete or absent, never half."""
+    import os
+    import sys
+    import time
+
+    src = tmp_path / "src"
+    src.mkdir()
+    data = os.urandom(1 << 20) * 300
+    (src / "big.bin").write_bytes(data)
+    module = tmp_path / "module"
+    module.mkdir()
+    with running_daemon(tmp_path, "--module", f"m={module}") as d:
+        push = subprocess.Popen(
+            [sys.executable, "-m", "blit_client.cli", "copy", "--streams", "1",
+             str(src) + "/", d.url("m", "x")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while not (module / "x").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        d.proc.terminate()
+        assert d.proc.wait(timeout=20) == 0
+        push.communicate(timeout=60)
+    left = [p.name for p in module.rglob("*")]
+    assert not [n for n in left if ".blit-tmp." in n], left
+    final = module / "x" / "big.bin"
+    assert not final.exists() or final.read_bytes() == data
