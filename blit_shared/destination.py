@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -9,7 +11,7 @@ import stat
 from .errors import Conflict
 from .excludes import Excludes
 from .layout import existing_kind
-from .manifest import DIR, Manifest, scan
+from .manifest import DIR, Entry, Manifest, scan
 from .paths import join
 from .plan import Plan, diff
 from .progress import Progress
@@ -43,6 +45,12 @@ class Destination:
         return scan(self.root, self.excludes, checksum=self.checksum)
 
     def make_plan(self, source: Manifest) -> Plan:
+        if self.excludes:
+            # The DESTINATION enforces its excludes itself: a source that sends an excluded
+            # path anyway could otherwise write beneath an excluded (unscanned) symlink.
+            kept = [e for e in source.entries
+                    if not self.excludes.match(e.path, e.kind == DIR)]
+            source = Manifest(kept, source.errors)
         own = self.scan()
         self.plan = diff(source, own, mirror=self.mirror, checksum=self.checksum)
         if self.mirror and self.plan.delete:
@@ -69,7 +77,7 @@ class Destination:
             if e.path == "":
                 self._guard(e.path, os.makedirs, path, 0o700, True)
             else:
-                self._guard(e.path, os.mkdir, path, 0o700)
+                self._guard(e.path, _mkdir, path)
         for e in plan.links:
             if self._guard(e.path, self._symlink, e.target, join(self.root, e.path), e.mtime_ns):
                 self.progress.file_done(e.path, 0, "linked")
@@ -92,8 +100,7 @@ class Destination:
                 self.deletions_skipped = "some files failed; nothing deleted"
             else:
                 for e in plan.delete:
-                    if self._guard(e.path, self._remove, e.path, False):
-                        self.progress.entry_deleted(e.path)
+                    self._delete(e)
         for e in reversed(plan.dirs):
             path = join(self.root, e.path)
             root = e.path == ""  # may be a link to the directory (rsync follows it, so do we)
@@ -123,6 +130,20 @@ class Destination:
             return False
         return True
 
+    def _delete(self, e: Entry) -> None:
+        """Mirror-delete one entry. A directory that still holds entries this transfer does not
+        manage (excluded names, special files) is kept with a notice, as rsync keeps it."""
+        try:
+            self._remove(e.path, False)
+        except OSError as exc:
+            if e.kind == DIR and exc.errno == errno.ENOTEMPTY:
+                self.progress.notice(f"kept non-empty directory {e.path} "
+                                     "(it holds excluded or special entries)")
+            else:
+                self.progress.file_failed(e.path, exc.strerror or str(exc))
+            return
+        self.progress.entry_deleted(e.path)
+
     def _remove(self, rel: str, recursive: bool) -> None:
         path = join(self.root, rel)
         try:
@@ -138,13 +159,23 @@ class Destination:
     @staticmethod
     def _symlink(target: str, path: str, mtime_ns: int) -> None:
         temp = temp_name(path)
-        os.symlink(target, temp)
         try:
+            os.symlink(target, temp)
             _set_mtime(temp, mtime_ns)
             os.replace(temp, path)
-        except OSError:
-            os.unlink(temp)
+        except BaseException:  # Ctrl-C included: never leave the temp link behind
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
             raise
+
+
+def _mkdir(path: str) -> None:
+    """mkdir that accepts an existing real directory only (never a link or a file there)."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, "something else is in the way", path) from None
 
 
 def _set_mtime(path: str, mtime_ns: int, follow: bool = False) -> None:

@@ -19,12 +19,15 @@ def copy_local(source: Source, sink: Sink, files: list[Entry], tuning: Tuning) -
     """Copy `files` from `source` into `sink` with `tuning.streams` worker threads."""
     payloads = source.queue(files, tuning)
     errors: list[BaseException] = []
+    stop = threading.Event()
 
     def worker() -> None:
         try:
-            while (payload := payloads.get()) is not None:
+            while not stop.is_set() and (payload := payloads.get()) is not None:
                 if isinstance(payload, Shard):
                     for e in payload.entries:
+                        if stop.is_set():
+                            break
                         try:
                             data = source.read_small(e)
                         except OSError as exc:
@@ -40,8 +43,16 @@ def copy_local(source: Source, sink: Sink, files: list[Entry], tuning: Tuning) -
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(tuning.streams)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    try:
+        for t in threads:
+            t.join()
+    except BaseException:
+        # Ctrl-C: let each worker finish the file in hand, so that none is left half-written
+        # as a temp file when the process exits; the caller's finish() then cleans up.
+        stop.set()
+        for t in threads:
+            t.join()
+        raise
     if errors:
         raise errors[0]
 

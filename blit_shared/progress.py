@@ -84,6 +84,10 @@ class Progress:
                 self.failures.append({"path": path, "reason": reason})
         self._emit({"event": "fail", "path": path, "reason": reason})
 
+    def notice(self, message: str) -> None:
+        """Something the user should know that is neither a failure nor a file action."""
+        self._emit({"event": "notice", "message": message})
+
     def entry_deleted(self, path: str) -> None:
         with self._lock:
             self.deleted += 1

@@ -19,9 +19,14 @@ TEMP_MARK = ".blit-tmp."
 
 
 def temp_name(final: str) -> str:
-    """A hidden sibling of `final`; the same directory, so os.replace() is atomic."""
+    """A hidden sibling of `final`; the same directory, so os.replace() is atomic.
+
+    The name is cut to 150 UTF-8 bytes (not characters), so that the temp name of any legal
+    name stays within NAME_MAX (255 bytes).
+    """
     head, _, name = final.rpartition("/")
-    return f"{head}/{TEMP_MARK}{name[:150]}.{secrets.token_hex(4)}"
+    short = name.encode("utf-8", "surrogateescape")[:150].decode("utf-8", "ignore")
+    return f"{head}/{TEMP_MARK}{short}.{secrets.token_hex(4)}"
 
 
 @dataclass(slots=True)

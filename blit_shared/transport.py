@@ -101,7 +101,7 @@ def receive(sock: socket.socket, receiver: Receiver, bufsize: int = 1 << 20) -> 
     buf = bytearray(bufsize)
     view = memoryview(buf)
     while True:
-        n = sock.recv_into(buf)
+        n = sock.recv_into(buf, bufsize, socket.MSG_WAITALL)
         if n == 0:
             break
         receiver.feed(view[:n])

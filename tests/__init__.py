@@ -1,0 +1,1 @@
+"""The blit test suite (a package so tests can import tests.helpers)."""
