@@ -8,8 +8,8 @@ from typing import Any
 import h2.settings
 from httpcore._sync import http2 as core_h2
 
-WINDOW = 16 << 20
-FRAME = 1 << 20
+from blit_shared.tuning import H2_FRAME, H2_WINDOW
+
 READ_BYTES = 1 << 20
 
 
@@ -25,10 +25,10 @@ def install() -> None:
 
         def initiate() -> None:
             values = dict(state.local_settings.items())
-            values[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] = WINDOW
-            values[h2.settings.SettingCodes.MAX_FRAME_SIZE] = FRAME
+            values[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] = H2_WINDOW
+            values[h2.settings.SettingCodes.MAX_FRAME_SIZE] = H2_FRAME
             state.local_settings = h2.settings.Settings(client=True, initial_values=values)
-            state.max_inbound_frame_size = FRAME
+            state.max_inbound_frame_size = H2_FRAME
             real_initiate()
 
         state.initiate_connection = initiate

@@ -8,8 +8,7 @@ from typing import Any
 import h2.settings
 from hypercorn.protocol import h2 as hyper_h2
 
-WINDOW = 16 << 20      # per-stream and connection receive window
-FRAME = 1 << 20
+from blit_shared.tuning import H2_FRAME, H2_WINDOW
 
 
 def install() -> None:
@@ -23,15 +22,15 @@ def install() -> None:
         original_init(self, *args, **kwargs)
         conn = self.connection
         values = dict(conn.local_settings.items())
-        values[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] = WINDOW
-        values[h2.settings.SettingCodes.MAX_FRAME_SIZE] = FRAME
+        values[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] = H2_WINDOW
+        values[h2.settings.SettingCodes.MAX_FRAME_SIZE] = H2_FRAME
         # Initial values are in force at once and go out in the first SETTINGS frame.
         conn.local_settings = h2.settings.Settings(client=False, initial_values=values)
-        conn.max_inbound_frame_size = FRAME
+        conn.max_inbound_frame_size = H2_FRAME
 
     async def initiate(self: Any, *args: Any, **kwargs: Any) -> None:
         await original_initiate(self, *args, **kwargs)
-        self.connection.increment_flow_control_window(WINDOW)
+        self.connection.increment_flow_control_window(H2_WINDOW)
         await self._flush()
 
     cls.__init__ = __init__  # type: ignore[method-assign]
