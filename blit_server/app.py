@@ -239,15 +239,20 @@ async def get_stream(request: Request) -> Response:
 
 
 async def status(request: Request) -> Response:
+    done = _daemon(request).sessions.summary(request.path_params["id"])
+    if done is not None:
+        return JSON({"id": request.path_params["id"], "phase": "done", "finished": True,
+                     "summary": done})
     return JSON(_session(request).status())
 
 
 async def finish(request: Request) -> Response:
     """End a transfer: wait for its streams, let the DESTINATION finish, return the summary."""
-    _daemon(request)
+    daemon = _daemon(request)
+    done = daemon.sessions.summary(request.path_params["id"])
+    if done is not None:
+        return JSON(done)
     s = _session(request)
-    if s.summary is not None:
-        return JSON(s.summary)
     data = await read_json(request)
     if s.streams_expected and not await run_in_threadpool(s.wait_streams, STREAM_WAIT):
         raise ProtocolError("data streams did not finish in time")
@@ -265,9 +270,10 @@ async def finish(request: Request) -> Response:
         reported = field(data, "summary", dict, {})
         s.summary = {**s.progress.summary(**extra), **_scalar_fields(reported)}
     s.progress.set_phase("done")
-    log.info("transfer %s %s %s/%s: %s files, %s bytes, %s failed, carrier %s", s.id,
-             s.direction, s.module.name, "", s.summary.get("files_transferred"),
+    log.info("transfer %s %s %s: %s files, %s bytes, %s failed, carrier %s", s.id,
+             s.direction, s.module.name, s.summary.get("files_transferred"),
              s.summary.get("bytes"), s.summary.get("files_failed"), s.carrier)
+    daemon.sessions.retire(s)
     return JSON(s.summary)
 
 
@@ -277,14 +283,18 @@ def _scalar_fields(data: dict[str, Any]) -> dict[str, Any]:
 
 
 async def get_summary(request: Request) -> Response:
-    s = _session(request)
-    if s.summary is None:
-        raise Conflict("transfer not finished")
-    return JSON(s.summary)
+    sessions = _daemon(request).sessions
+    done = sessions.summary(request.path_params["id"])
+    if done is not None:
+        return JSON(done)
+    sessions.get(request.path_params["id"])  # 404 when unknown
+    raise Conflict("transfer not finished")
 
 
 async def abort(request: Request) -> Response:
     daemon = _daemon(request)
+    if daemon.sessions.summary(request.path_params["id"]) is not None:
+        return JSON({"ok": True, "finished": True})
     s = _session(request)
     if s.destination is not None and s.destination.sink is not None and s.summary is None:
         await run_in_threadpool(s.destination.sink.close)

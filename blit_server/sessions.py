@@ -30,6 +30,7 @@ from .config import Module
 
 TOKEN_TTL = 60.0
 SESSION_TTL = 3600.0
+KEEP_SUMMARIES = 1000
 
 
 @dataclass
@@ -76,6 +77,12 @@ class Session:
             if error:
                 self.stream_errors.append(error)
             self.cond.notify_all()
+            ended = self.streams_done >= self.streams_expected
+        if ended and self.stream_errors and self.destination is not None \
+                and self.destination.sink is not None:
+            # The SOURCE went away mid-stream: drop incomplete temp files now, not at finish,
+            # which may never come.
+            self.destination.sink.close()
 
     def wait_streams(self, timeout: float) -> bool:
         with self.cond:
@@ -110,6 +117,7 @@ class Sessions:
     def __init__(self) -> None:
         self._sessions: dict[str, Session] = {}
         self._tokens: dict[bytes, tuple[bytes, str, float]] = {}
+        self._summaries: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def get(self, sid: str) -> Session:
@@ -122,6 +130,20 @@ class Sessions:
     def drop(self, sid: str) -> None:
         with self._lock:
             self._sessions.pop(sid, None)
+            self._tokens = {k: v for k, v in self._tokens.items() if v[1] != sid}
+
+    def retire(self, session: Session) -> None:
+        """A finished session gives back its memory (manifest, plan); its summary stays."""
+        assert session.summary is not None
+        self.drop(session.id)
+        with self._lock:
+            self._summaries[session.id] = session.summary
+            while len(self._summaries) > KEEP_SUMMARIES:
+                self._summaries.pop(next(iter(self._summaries)))
+
+    def summary(self, sid: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._summaries.get(sid)
 
     def active(self) -> list[Session]:
         with self._lock:

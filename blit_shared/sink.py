@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import secrets
-import tarfile
 import threading
 from dataclasses import dataclass, field
 
+from . import tarshard
 from .errors import ProtocolError
 from .manifest import Entry
 from .paths import check_relpath, join
 from .progress import Progress
 
 TEMP_MARK = ".blit-tmp."
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()
 
 
 def temp_name(final: str) -> str:
@@ -74,7 +82,8 @@ class Sink:
         final = join(self.root, entry.path)
         temp = temp_name(final)
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                         entry.mode & 0o777)
         except OSError as exc:
             self.fail(entry.path, exc.strerror or str(exc))
             return
@@ -98,16 +107,9 @@ class Sink:
         """Unpack a tar shard; members must be regular files that the plan expects."""
         view = memoryview(tar_bytes)
         members = 0
-        try:
-            with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
-                for m in tar:
-                    if not m.isreg():
-                        raise ProtocolError(f"tar member {m.name!r} is not a regular file")
-                    entry = self.entry(m.name, m.size)
-                    self.write_file(entry, view[m.offset_data:m.offset_data + m.size])
-                    members += 1
-        except tarfile.TarError as exc:
-            raise ProtocolError(f"corrupt tar shard: {exc}") from None
+        for name, offset, size in tarshard.decode(view):
+            self.write_file(self.entry(name, size), view[offset:offset + size])
+            members += 1
         if members != count:
             raise ProtocolError(f"tar shard holds {members} files, header said {count}")
 
@@ -122,7 +124,7 @@ class Sink:
                 temp = temp_name(join(self.root, entry.path))
                 try:
                     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                                 0o600)
+                                 entry.mode & 0o777)
                 except OSError as exc:
                     self._fail_locked(entry.path, exc.strerror or str(exc))
                     return None
@@ -165,7 +167,8 @@ class Sink:
     def _finish(self, fd: int, temp: str, entry: Entry) -> None:
         """Apply metadata, close and rename; owns `fd` and `temp` from here on."""
         try:
-            os.fchmod(fd, entry.mode)
+            if entry.mode & (UMASK | 0o7000):  # created with `mode & ~umask`: fix what it lost
+                os.fchmod(fd, entry.mode)
             os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
         except OSError:
             _discard(fd, temp)

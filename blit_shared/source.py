@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import os
 import queue
 import stat
-import tarfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from . import wire
+from . import tarshard, wire
 from .errors import ProtocolError
 from .manifest import FILE, Entry, Manifest
 from .paths import join
@@ -125,7 +123,7 @@ class Source:
             yield from self._span_frames(payload)
 
     def _shard_frames(self, shard: Shard) -> Iterator[Frame]:
-        buf = io.BytesIO()
+        body = bytearray()
         sent: list[Entry] = []
         for e in shard.entries:
             try:
@@ -134,21 +132,13 @@ class Source:
                 self.failed(e, describe_error(exc))
                 yield wire.encode_fail(e.path, describe_error(exc))
                 continue
-            info = tarfile.TarInfo(e.path)
-            info.size = len(data)
-            info.mode = e.mode
-            info.mtime = e.mtime_ns // 1_000_000_000
-            buf.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict"))
-            buf.write(data)
-            pad = -len(data) % tarfile.BLOCKSIZE
-            if pad:
-                buf.write(b"\0" * pad)
+            tarshard.encode_member(body, e.path, data, e.mode, e.mtime_ns // 1_000_000_000)
             sent.append(e)
         if not sent:
             return
-        buf.write(b"\0" * (2 * tarfile.BLOCKSIZE))
-        body = buf.getvalue()
-        yield wire.encode_header(wire.Record(wire.SHARD, "", len(sent), 0, len(body))) + body
+        tarshard.finish(body)
+        head = wire.encode_header(wire.Record(wire.SHARD, "", len(sent), 0, len(body)))
+        yield head + body
         for e in sent:
             self.sent(e, e.size)
 
