@@ -10,6 +10,7 @@ import orjson
 
 from blit_shared import errors
 from blit_shared.errors import BlitError
+from blit_shared.transport import IO_TIMEOUT
 
 from . import h2tuning
 
@@ -17,7 +18,7 @@ _BY_STATUS: dict[int, type[BlitError]] = {
     400: errors.ProtocolError, 401: errors.Unauthorized, 403: errors.Forbidden,
     404: errors.NotFound, 409: errors.Conflict, 413: errors.TooLarge,
 }
-TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+TIMEOUT = httpx.Timeout(300.0, connect=10.0)  # a pull's first call scans the source tree
 
 
 class DaemonError(BlitError):
@@ -39,12 +40,18 @@ def _raise_for(resp: httpx.Response) -> None:
 class DaemonClient:
     """Talks to one blitd. `http2` speaks h2c with prior knowledge (httpx needs http1=False)."""
 
-    def __init__(self, base_url: str, *, http2: bool = False) -> None:
+    def __init__(self, base_url: str, *, http2: bool = False,
+                 io_timeout: float = IO_TIMEOUT) -> None:
+        self.io_timeout = io_timeout
         if http2:
             h2tuning.install()
         self.base_url = base_url
         self.http2 = http2
         self._client = self._new_client()
+
+    @property
+    def _stream_timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(self.io_timeout, connect=10.0)
 
     def _new_client(self) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=TIMEOUT, http1=not self.http2,
@@ -74,7 +81,7 @@ class DaemonClient:
     def put_stream(self, path: str, chunks: Iterator[bytes]) -> Any:
         with self._new_client() as client:
             try:
-                resp = client.put(path, content=chunks, timeout=httpx.Timeout(None, connect=10))
+                resp = client.put(path, content=chunks, timeout=self._stream_timeout)
             except httpx.TransportError as exc:
                 raise BlitError(f"HTTP stream to {self.base_url} failed: {exc}",
                                 code="carrier") from None
@@ -84,7 +91,7 @@ class DaemonClient:
     def get_stream(self, path: str) -> Iterator[bytes]:
         with self._new_client() as client:
             try:
-                with client.stream("GET", path, timeout=httpx.Timeout(None, connect=10)) as resp:
+                with client.stream("GET", path, timeout=self._stream_timeout) as resp:
                     _raise_for(resp)
                     yield from resp.iter_raw(1 << 20)
             except httpx.TransportError as exc:

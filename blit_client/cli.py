@@ -17,6 +17,7 @@ from blit_shared import __version__
 from blit_shared.errors import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, BlitError, UsageError
 from blit_shared.options import Options
 from blit_shared.progress import Progress
+from blit_shared.transport import IO_TIMEOUT
 
 from .endpoints import Local, parse
 from .local_route import run_local
@@ -42,6 +43,11 @@ ForceHttpOpt = Annotated[bool, typer.Option(
     "--force-http", help="Move bytes over the HTTP carrier, not the TCP data plane.")]
 Http2Opt = Annotated[bool, typer.Option(
     "--http2", help="Speak HTTP/2 (h2c) to the daemon instead of HTTP/1.1.")]
+TimeoutOpt = Annotated[float, typer.Option(
+    "--timeout", min=0.1, metavar="SECONDS",
+    help="Remote: give up on a data stream that makes no progress this long.")]
+MaxDeleteOpt = Annotated[int | None, typer.Option(
+    "--max-delete", min=0, metavar="N", help="Delete nothing when more than N would go.")]
 EmptyOpt = Annotated[bool, typer.Option(
     "--allow-empty-source", help="Let mirror delete everything when the source is empty.")]
 
@@ -50,11 +56,13 @@ EmptyOpt = Annotated[bool, typer.Option(
 def copy(src: str, dst: str, progress: ProgressOpt = False, verbose: VerboseOpt = False,
          dry_run: DryRunOpt = False, json: JsonOpt = False, checksum: ChecksumOpt = False,
          exclude: ExcludeOpt = None, yes: YesOpt = False, streams: StreamsOpt = None,
-         force_http: ForceHttpOpt = False, http2: Http2Opt = False) -> None:
+         force_http: ForceHttpOpt = False, http2: Http2Opt = False,
+         timeout: TimeoutOpt = IO_TIMEOUT) -> None:
     """Copy SRC to DST (files that differ by size or mtime; nothing is deleted)."""
     opts = Options(mirror=False, checksum=checksum, dry_run=dry_run, excludes=exclude or [],
                    streams=streams)
-    raise typer.Exit(_transfer(src, dst, opts, progress, verbose, json, yes, force_http, http2))
+    raise typer.Exit(_transfer(src, dst, opts, progress, verbose, json, yes, force_http, http2,
+                               timeout))
 
 
 @app.command()
@@ -62,11 +70,14 @@ def mirror(src: str, dst: str, progress: ProgressOpt = False, verbose: VerboseOp
            dry_run: DryRunOpt = False, json: JsonOpt = False, checksum: ChecksumOpt = False,
            exclude: ExcludeOpt = None, yes: YesOpt = False, streams: StreamsOpt = None,
            force_http: ForceHttpOpt = False, http2: Http2Opt = False,
-           allow_empty_source: EmptyOpt = False) -> None:
+           timeout: TimeoutOpt = IO_TIMEOUT, allow_empty_source: EmptyOpt = False,
+           max_delete: MaxDeleteOpt = None) -> None:
     """Make DST an exact copy of SRC: copy, then delete what SRC does not have."""
     opts = Options(mirror=True, checksum=checksum, dry_run=dry_run, excludes=exclude or [],
-                   streams=streams, allow_empty_source=allow_empty_source)
-    raise typer.Exit(_transfer(src, dst, opts, progress, verbose, json, yes, force_http, http2))
+                   streams=streams, allow_empty_source=allow_empty_source,
+                   max_delete=max_delete)
+    raise typer.Exit(_transfer(src, dst, opts, progress, verbose, json, yes, force_http, http2,
+                               timeout))
 
 
 @app.command()
@@ -102,7 +113,8 @@ def version() -> None:
 
 
 def _transfer(src: str, dst: str, opts: Options, bar: bool, verbose: bool, json: bool,
-              yes: bool, force_http: bool = False, http2: bool = False) -> int:
+              yes: bool, force_http: bool = False, http2: bool = False,
+              timeout: float = IO_TIMEOUT) -> int:
     renderer = Renderer(bar=bar, verbose=verbose, json=json)
     interactive = sys.stdin.isatty() and not json
     if opts.mirror and not opts.dry_run and not yes and not interactive:
@@ -128,7 +140,7 @@ def _transfer(src: str, dst: str, opts: Options, bar: bool, verbose: bool, json:
             from .remote_route import run_remote
 
             result = run_remote(source, dest, dst, opts, progress, confirm,
-                                force_http=force_http, http2=http2)
+                                force_http=force_http, http2=http2, io_timeout=timeout)
     finally:
         renderer.stop()
     return _report(renderer, result)
@@ -141,7 +153,9 @@ def _report(renderer: Renderer, result: dict[str, Any]) -> int:
     if summary.get("deletions_skipped"):
         renderer({"event": "warning", "message": summary["deletions_skipped"]})
     renderer.summary(summary)
-    return EXIT_PARTIAL if summary["files_failed"] else EXIT_OK
+    # A mirror that kept what it should have deleted did not finish its job.
+    incomplete = summary["files_failed"] or summary.get("deletions_skipped")
+    return EXIT_PARTIAL if incomplete else EXIT_OK
 
 
 def main() -> None:

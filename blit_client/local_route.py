@@ -75,7 +75,8 @@ def make_destination(where: Placement, opts: Options, progress: Progress) -> Des
     return Destination(where.root, progress, excludes=Excludes(opts.excludes),
                        mirror=opts.mirror, checksum=opts.checksum,
                        single_name=where.single_name,
-                       allow_empty_source=opts.allow_empty_source)
+                       allow_empty_source=opts.allow_empty_source,
+                       max_delete=opts.max_delete)
 
 
 def dry_run_result(report: dict[str, Any], counts: dict[str, int], progress: Progress,

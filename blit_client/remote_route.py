@@ -14,7 +14,7 @@ from blit_shared.progress import Progress
 from blit_shared.receiver import Receiver
 from blit_shared.sink import Sink
 from blit_shared.source import stream_frames
-from blit_shared.transport import dial, http_chunks, receive, send_frames
+from blit_shared.transport import IO_TIMEOUT, dial, http_chunks, receive, send_frames
 from blit_shared.tuning import Tuning
 
 from .api import DaemonClient
@@ -31,14 +31,14 @@ from .local_route import (
 
 def run_remote(src: Endpoint, dst: Endpoint, dst_arg: str, opts: Options, progress: Progress,
                confirm: Confirm, *, force_http: bool = False,
-               http2: bool = False) -> dict[str, Any]:
+               http2: bool = False, io_timeout: float = IO_TIMEOUT) -> dict[str, Any]:
     if isinstance(src, Remote) and isinstance(dst, Remote):
         raise UsageError("remote to remote is not supported: one side must be local")
     remote = dst if isinstance(dst, Remote) else src
     assert isinstance(remote, Remote)
     if remote.module is None:
         raise UsageError(f"{remote} names no module: use HOST:PORT:/MODULE/PATH")
-    with DaemonClient(remote.base_url, http2=http2) as api:
+    with DaemonClient(remote.base_url, http2=http2, io_timeout=io_timeout) as api:
         if isinstance(dst, Remote):
             assert isinstance(src, Local)
             return _push(api, src.path, dst, opts, progress, confirm, force_http)
@@ -73,7 +73,8 @@ def _push(api: DaemonClient, src_arg: str, dst: Remote, opts: Options, progress:
         payloads = source.queue(files, Tuning(**grant["tuning"]))
 
         def tcp(token: str) -> None:
-            with dial(grant["host"], grant["port"], bytes.fromhex(token)) as sock:
+            with dial(grant["host"], grant["port"], bytes.fromhex(token),
+                      io_timeout=api.io_timeout) as sock:
                 send_frames(sock, stream_frames(source, payloads))
 
         def http(_: str) -> None:
@@ -124,7 +125,8 @@ def _pull(api: DaemonClient, src: Remote, dst_arg: str, opts: Options, progress:
         sink = dest.prepare()
         try:
             def tcp(token: str) -> None:
-                with dial(grant["host"], grant["port"], bytes.fromhex(token)) as sock:
+                with dial(grant["host"], grant["port"], bytes.fromhex(token),
+                      io_timeout=api.io_timeout) as sock:
                     receive(sock, Receiver(sink))
 
             def http(_: str) -> None:
@@ -179,6 +181,6 @@ class _SessionGuard:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is not None:
-            with contextlib.suppress(BlitError):
-                self.api.call("DELETE", f"/v1/transfers/{self.sid}")
+            with contextlib.suppress(BlitError):  # short: the daemon may be what failed
+                self.api.call("DELETE", f"/v1/transfers/{self.sid}", timeout=5.0)
 

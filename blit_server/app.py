@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -202,9 +203,10 @@ async def put_stream(request: Request) -> Response:
         raise Conflict("this transfer has no HTTP stream to receive")
     receiver = Receiver(s.destination.sink)
     error = None
+    timeout = _daemon(request).config.timeout
     try:
         batch = bytearray()
-        async for chunk in request.stream():
+        async for chunk in _stalling(request.stream(), timeout):
             batch += chunk
             if len(batch) >= FEED_BATCH:
                 await run_in_threadpool(receiver.feed, bytes(batch))
@@ -218,6 +220,19 @@ async def put_stream(request: Request) -> Response:
     finally:
         s.stream_finished(error)
     return JSON({"ok": True, "records": receiver.decoder.records})
+
+
+async def _stalling(chunks: AsyncIterator[bytes], timeout: float) -> AsyncIterator[bytes]:
+    """`chunks`, ending with a clear error when none arrives for `timeout` seconds (hypercorn's
+    read_timeout would also cut long pull responses, whose client sends nothing)."""
+    it = chunks.__aiter__()
+    while True:
+        try:
+            yield await asyncio.wait_for(it.__anext__(), timeout)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise ProtocolError(f"HTTP stream stalled: nothing for {timeout:g} s") from None
 
 
 async def get_stream(request: Request) -> Response:

@@ -31,7 +31,7 @@ def run(config: DaemonConfig) -> None:
     data_plane = None
     if not config.force_http:
         try:
-            data_plane = DataPlane(sessions, config.bind, config.data_port)
+            data_plane = DataPlane(sessions, config.bind, config.data_port, config.timeout)
         except OSError as exc:
             log.warning("no TCP data plane (%s); granting the HTTP carrier only", exc)
     app = create_app(config, sessions, data_plane)
@@ -80,6 +80,8 @@ def blitd(
         help="Host name data-plane grants point clients at.")] = None,
     force_http: Annotated[bool, typer.Option(
         "--force-http", help="Never grant the TCP data plane.")] = False,
+    timeout: Annotated[float | None, typer.Option(
+        help="Seconds a data stream may make no progress before it is dropped [60].")] = None,
     read_only: Annotated[bool, typer.Option(
         "--read-only", help="Make --root/--module modules read-only.")] = False,
 ) -> None:
@@ -96,6 +98,8 @@ def blitd(
     if advertise_host is not None:
         cfg.advertise_host = advertise_host
     cfg.force_http = cfg.force_http or force_http
+    if timeout is not None:
+        cfg.timeout = timeout
     if root is not None:
         cfg.add_module(Module("default", root, read_only))
     for flag in module or []:

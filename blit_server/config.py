@@ -31,6 +31,7 @@ class DaemonConfig:
     data_port: int = 0                 # 0: an ephemeral port chosen at start
     advertise_host: str | None = None  # what data-plane grants point clients at
     force_http: bool = False           # never grant the TCP data plane
+    timeout: float = 60.0              # seconds a data stream may make no progress
     modules: dict[str, Module] = field(default_factory=dict)
 
     def add_module(self, module: Module) -> None:
@@ -52,7 +53,7 @@ def load(path: str | None) -> DaemonConfig:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"cannot read config {path}: {exc}") from None
     daemon = data.get("daemon", {})
-    for key in ("bind", "port", "data_port", "advertise_host", "force_http"):
+    for key in ("bind", "port", "data_port", "advertise_host", "force_http", "timeout"):
         if key in daemon:
             setattr(cfg, key, daemon[key])
     for m in data.get("module", []):

@@ -180,7 +180,8 @@ class Sessions:
         session.destination = Destination(where.root, progress, excludes=Excludes(options.excludes),
                            mirror=options.mirror, checksum=options.checksum,
                            single_name=where.single_name,
-                           allow_empty_source=options.allow_empty_source)
+                           allow_empty_source=options.allow_empty_source,
+            max_delete=options.max_delete)
         return self._add(session)
 
     def open_pull(self, module: Module, rel: str, trailing: bool, options: Options) -> Session:

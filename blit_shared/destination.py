@@ -15,7 +15,8 @@ from .manifest import DIR, Entry, Manifest, scan
 from .paths import join
 from .plan import Plan, diff
 from .progress import Progress
-from .sink import Sink, temp_name
+from .sink import Sink
+from .temps import remove_stale, temp_name
 
 
 class Destination:
@@ -23,7 +24,7 @@ class Destination:
 
     def __init__(self, root: str, progress: Progress, *, excludes: Excludes | None = None,
                  mirror: bool = False, checksum: bool = False, single_name: str | None = None,
-                 allow_empty_source: bool = False) -> None:
+                 allow_empty_source: bool = False, max_delete: int | None = None) -> None:
         self.root = root
         self.progress = progress
         self.excludes = excludes or Excludes()
@@ -31,6 +32,7 @@ class Destination:
         self.checksum = checksum
         self.single_name = single_name
         self.allow_empty_source = allow_empty_source
+        self.max_delete = max_delete
         self.plan: Plan | None = None
         self.sink: Sink | None = None
         self.deletions_skipped: str | None = None
@@ -52,6 +54,8 @@ class Destination:
                     if not self.excludes.match(e.path, e.kind == DIR)]
             source = Manifest(kept, source.errors)
         own = self.scan()
+        if own.temps:  # left by a transfer that was killed: gone before anything is compared
+            remove_stale(self.root, own.temps)
         self.plan = diff(source, own, mirror=self.mirror, checksum=self.checksum)
         if self.mirror and self.plan.delete:
             self.deletions_skipped = self._deletion_veto(source)
@@ -63,6 +67,9 @@ class Destination:
             return "source scan was incomplete; nothing deleted"
         if len(source.entries) <= 1 and not self.allow_empty_source:
             return "source is empty; nothing deleted (use --allow-empty-source)"
+        count = len(self._plan().delete)
+        if self.max_delete is not None and count > self.max_delete:
+            return f"{count} deletions exceed --max-delete {self.max_delete}; nothing deleted"
         return None
 
     def prepare(self) -> Sink:

@@ -11,6 +11,7 @@ from .errors import ProtocolError, UnsafePath
 from .excludes import Excludes
 from .hashing import file_digest
 from .paths import check_relpath, join
+from .temps import is_temp
 
 FILE, DIR, LINK = "f", "d", "l"
 KINDS = (FILE, DIR, LINK)
@@ -61,6 +62,7 @@ class Manifest:
 
     entries: list[Entry] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    temps: list[str] = field(default_factory=list)  # blit temp files seen (never entries)
 
     @property
     def complete(self) -> bool:
@@ -160,6 +162,9 @@ def _walk(root: str, excludes: Excludes, manifest: Manifest) -> None:
         subdirs = []
         for d in children:
             rel = f"{rel_dir}/{d.name}" if rel_dir else d.name
+            if is_temp(d.name):
+                manifest.temps.append(rel)
+                continue
             try:
                 check_relpath(rel)
                 rel.encode("utf-8")

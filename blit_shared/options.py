@@ -19,6 +19,7 @@ class Options:
     excludes: list[str] = field(default_factory=list)
     streams: int | None = None
     allow_empty_source: bool = False
+    max_delete: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -35,6 +36,10 @@ class Options:
         if not isinstance(opts.excludes, list) or len(opts.excludes) > MAX_EXCLUDES or not all(
                 isinstance(p, str) and len(p) <= MAX_PATTERN for p in opts.excludes):
             raise UsageError("excludes must be a list of short strings")
+        if opts.max_delete is not None and (not isinstance(opts.max_delete, int)
+                                            or isinstance(opts.max_delete, bool)
+                                            or opts.max_delete < 0):
+            raise UsageError("max_delete must be a non-negative integer")
         if opts.streams is not None and (not isinstance(opts.streams, int)
                                          or not 1 <= opts.streams <= 32):
             raise UsageError("streams must be between 1 and 32")

@@ -17,6 +17,8 @@ class Receiver:
         self._partial: Partial | None = None
         self._pos = 0
         self._body = bytearray()
+        # FILE spans received but not yet confirmed by their DONE: (path, offset) → length
+        self._unconfirmed: dict[tuple[str, int], tuple[Partial, int]] = {}
 
     @property
     def finished(self) -> bool:
@@ -57,12 +59,18 @@ class Receiver:
     def _end(self, rec: wire.Record) -> None:
         if rec.type == wire.FILE:
             if self._partial is not None:
-                self.sink.span_done(self._partial, rec.offset, rec.length)
+                self._unconfirmed[(rec.path, rec.offset)] = (self._partial, rec.length)
             self._partial = None
+        elif rec.type == wire.DONE:
+            held = self._unconfirmed.pop((rec.path, rec.offset), None)
+            if held is not None:
+                self.sink.span_done(held[0], rec.offset, held[1])
         elif rec.type == wire.SHARD:
             self.sink.write_shard(bytes(self._body), rec.size)
         elif rec.type == wire.FAIL:
             self.sink.fail(rec.path, "source: " + self._body.decode("utf-8", "replace"))
+            for key in [k for k in self._unconfirmed if k[0] == rec.path]:
+                del self._unconfirmed[key]
         self._record = None
         self._body.clear()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import threading
 from dataclasses import dataclass, field
 
@@ -13,8 +12,7 @@ from .errors import ProtocolError
 from .manifest import Entry
 from .paths import check_relpath, join
 from .progress import Progress
-
-TEMP_MARK = ".blit-tmp."
+from .temps import temp_name
 
 
 def _umask() -> int:
@@ -24,17 +22,6 @@ def _umask() -> int:
 
 
 UMASK = _umask()
-
-
-def temp_name(final: str) -> str:
-    """A hidden sibling of `final`; the same directory, so os.replace() is atomic.
-
-    The name is cut to 150 UTF-8 bytes (not characters), so that the temp name of any legal
-    name stays within NAME_MAX (255 bytes).
-    """
-    head, _, name = final.rpartition("/")
-    short = name.encode("utf-8", "surrogateescape")[:150].decode("utf-8", "ignore")
-    return f"{head}/{TEMP_MARK}{short}.{secrets.token_hex(4)}"
 
 
 @dataclass(slots=True)

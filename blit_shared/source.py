@@ -161,6 +161,7 @@ class Source:
                 self.failed(e, describe_error(exc))
                 yield wire.encode_fail(e.path, describe_error(exc))
                 return
+            yield wire.encode_done(e.path, e.size, span.offset)
         finally:
             os.close(fd)
         self.sent(e, span.length)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import socket
 from collections.abc import Iterable, Iterator
 
@@ -15,6 +16,7 @@ HELLO = b"BLTK"
 TOKEN_BYTES = 32
 ACK = b"\x01"
 HTTP_CHUNK = 1 << 20
+IO_TIMEOUT = 60.0  # seconds without progress before a data stream is declared stalled
 
 
 class CarrierError(BlitError):
@@ -23,8 +25,13 @@ class CarrierError(BlitError):
 
 
 # -- TCP ------------------------------------------------------------------------------------------
-def dial(host: str, port: int, token: bytes, timeout: float = 10.0) -> socket.socket:
-    """Connect to a data port and present a one-time token; returns once the daemon accepted."""
+def dial(host: str, port: int, token: bytes, timeout: float = 10.0,
+         io_timeout: float = IO_TIMEOUT) -> socket.socket:
+    """Connect to a data port and present a one-time token; returns once the daemon accepted.
+
+    Afterwards every send or receive that makes no progress for `io_timeout` seconds raises
+    TimeoutError, so a stalled peer ends the stream instead of hanging it.
+    """
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
@@ -39,7 +46,7 @@ def dial(host: str, port: int, token: bytes, timeout: float = 10.0) -> socket.so
     except CarrierError:
         sock.close()
         raise
-    sock.settimeout(None)
+    sock.settimeout(io_timeout)
     _tune(sock)
     return sock
 
@@ -85,10 +92,21 @@ def send_frames(sock: socket.socket, frames: Iterable[Frame]) -> None:
 
 
 def _sendfile(sock: socket.socket, span: FileSpan) -> None:
+    """os.sendfile, waiting for the socket as its timeout allows (a socket with a timeout is
+    non-blocking underneath, so sendfile reports EAGAIN instead of blocking)."""
     offset, left = span.offset, span.length
     out = sock.fileno()
+    poller = select.poll()
+    poller.register(out, select.POLLOUT)
+    timeout = sock.gettimeout()
+    wait_ms = None if timeout is None else int(timeout * 1000)
     while left:
-        n = os.sendfile(out, span.fd, offset, min(left, 1 << 30))
+        try:
+            n = os.sendfile(out, span.fd, offset, min(left, 1 << 30))
+        except BlockingIOError:
+            if not poller.poll(wait_ms):
+                raise TimeoutError("data stream stalled: peer stopped reading") from None
+            continue
         if n == 0:  # the file shrank: keep the framing; the SOURCE reports the file as FAIL
             sock.sendall(bytes(min(left, HTTP_CHUNK)))
             n = min(left, HTTP_CHUNK)
@@ -101,7 +119,10 @@ def receive(sock: socket.socket, receiver: Receiver, bufsize: int = 1 << 20) -> 
     buf = bytearray(bufsize)
     view = memoryview(buf)
     while True:
-        n = sock.recv_into(buf, bufsize, socket.MSG_WAITALL)
+        try:
+            n = sock.recv_into(buf, bufsize, socket.MSG_WAITALL)
+        except TimeoutError:
+            raise TimeoutError("data stream stalled: peer stopped sending") from None
         if n == 0:
             break
         receiver.feed(view[:n])

@@ -8,6 +8,8 @@ header, a UTF-8 path, and `length` body bytes:
 FILE   bytes [offset, offset+length) of the file `path`, whose full size is `size`.
 SHARD  a tar archive of `size` small files, `length` bytes; path is empty.
 FAIL   the SOURCE could not send `path`; the body is a UTF-8 reason.
+DONE   the FILE span of `path` at `offset` was read intact (the file did not change while it
+       was sent); only then may the DESTINATION count it. Body: empty or a span digest.
 END    no more records; `size` is the number of records sent before it.
 
 Every length field has a hard cap, checked before any body byte is accepted.
@@ -25,14 +27,15 @@ MAGIC = b"BLIT"
 VERSION = 1
 PREAMBLE = MAGIC + bytes([VERSION])
 
-FILE, SHARD, FAIL, END = 1, 2, 3, 4
-TYPES = {FILE: "FILE", SHARD: "SHARD", FAIL: "FAIL", END: "END"}
+FILE, SHARD, FAIL, END, DONE = 1, 2, 3, 4, 5
+TYPES = {FILE: "FILE", SHARD: "SHARD", FAIL: "FAIL", END: "END", DONE: "DONE"}
 
 HEADER = struct.Struct("!BBHIQQQ")
 MAX_FILE_SIZE = 1 << 62
 MAX_SHARD_BYTES = 256 << 20
 MAX_SHARD_FILES = 100_000
 MAX_FAIL_BYTES = 4096
+MAX_DIGEST_BYTES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,10 @@ def encode_fail(path: str, reason: str) -> bytes:
     return encode_header(Record(FAIL, path, 0, 0, len(body))) + body
 
 
+def encode_done(path: str, size: int, offset: int, digest: bytes = b"") -> bytes:
+    return encode_header(Record(DONE, path, size, offset, len(digest))) + digest
+
+
 def encode_end(count: int) -> bytes:
     return encode_header(Record(END, "", count))
 
@@ -75,6 +82,12 @@ def _validate(rec: Record, path_len: int) -> None:
     elif t == SHARD:
         if rec.length > MAX_SHARD_BYTES or rec.size > MAX_SHARD_FILES or rec.path or rec.offset:
             raise ProtocolError("SHARD record over its caps")
+    elif t == DONE:
+        if rec.length > MAX_DIGEST_BYTES or rec.offset > rec.size or rec.size > MAX_FILE_SIZE:
+            raise ProtocolError("DONE record over its caps")
+        check_relpath(rec.path)
+        if rec.path == "":
+            raise ProtocolError("DONE record without a path")
     elif t == FAIL:
         if rec.length > MAX_FAIL_BYTES or rec.size or rec.offset:
             raise ProtocolError("FAIL record over its caps")

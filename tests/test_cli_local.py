@@ -344,7 +344,7 @@ def test_mirror_of_an_empty_source_deletes_only_when_allowed(small_tree: Path,
     (tmp_path / "empty").mkdir()
     before = {p for p in snapshot(dst) if p}
     r = blit("mirror", f"{tmp_path / 'empty'}/", str(dst), "-y")
-    assert r.returncode == 0 and "--allow-empty-source" in r.stderr
+    assert r.returncode == 2 and "--allow-empty-source" in r.stderr  # mirror left undone
     assert {p for p in snapshot(dst) if p} == before
     _, s = run_json("mirror", f"{tmp_path / 'empty'}/", str(dst), "-y", "--allow-empty-source")
     assert s["files_deleted"] == len(before) and os.listdir(dst) == []

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from blit_shared.errors import ProtocolError
 from blit_shared.manifest import FILE, Entry
 from blit_shared.progress import Progress
-from blit_shared.sink import TEMP_MARK, Sink, temp_name
+from blit_shared.sink import Sink
+from blit_shared.temps import TEMP_MARK, temp_name
 
 NS = 1_650_000_000_111_222_333
 

@@ -1,0 +1,53 @@
+"""Temp-file names: how a file in progress is named, and how a stale one is recognised."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+TEMP_MARK = ".blit-tmp."
+
+
+def temp_name(final: str) -> str:
+    """A hidden sibling of `final` (same directory, so os.replace() is atomic) that names the
+    process writing it: `.blit-tmp.<pid>.<random>.<name>`.
+
+    The name part is cut to 150 UTF-8 bytes, so the temp name of any legal name fits NAME_MAX.
+    """
+    head, _, name = final.rpartition("/")
+    short = name.encode("utf-8", "surrogateescape")[:150].decode("utf-8", "ignore")
+    return f"{head}/{TEMP_MARK}{os.getpid()}.{secrets.token_hex(4)}.{short}"
+
+
+def is_temp(name: str) -> bool:
+    return name.startswith(TEMP_MARK)
+
+
+def is_stale(name: str) -> bool:
+    """True for a temp file whose writer process is gone (killed, crashed, or rebooted away)."""
+    pid_text = name[len(TEMP_MARK):].partition(".")[0]
+    if not pid_text.isdigit():
+        return True  # not ours to keep: no live writer can be named
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def remove_stale(root: str, rels: list[str]) -> int:
+    """Delete the stale temp files among `rels` (relative to `root`); returns how many."""
+    removed = 0
+    for rel in rels:
+        if is_stale(rel.rpartition("/")[2]):
+            try:
+                os.unlink(f"{root.rstrip('/')}/{rel}")
+                removed += 1
+            except OSError:
+                pass
+    return removed
