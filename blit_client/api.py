@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import orjson
 
 from blit_shared import errors
-from blit_shared.errors import BlitError
+from blit_shared.errors import BlitError, UsageError
 from blit_shared.transport import IO_TIMEOUT
 
 from . import h2tuning
@@ -19,6 +21,25 @@ _BY_STATUS: dict[int, type[BlitError]] = {
     404: errors.NotFound, 409: errors.Conflict, 413: errors.TooLarge,
 }
 TIMEOUT = httpx.Timeout(300.0, connect=10.0)  # a pull's first call scans the source tree
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """How to reach a daemon: HTTP version, TLS trust, bearer token, stall timeout."""
+
+    http2: bool = False
+    io_timeout: float = IO_TIMEOUT
+    token: str | None = None
+    tls: bool = False
+    ca: str | None = None  # a CA bundle to trust (implies TLS)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not (self.tls or self.ca):
+            return None
+        try:
+            return ssl.create_default_context(cafile=self.ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"cannot load CA file {self.ca}: {exc}") from None
 
 
 class DaemonError(BlitError):
@@ -40,13 +61,15 @@ def _raise_for(resp: httpx.Response) -> None:
 class DaemonClient:
     """Talks to one blitd. `http2` speaks h2c with prior knowledge (httpx needs http1=False)."""
 
-    def __init__(self, base_url: str, *, http2: bool = False,
-                 io_timeout: float = IO_TIMEOUT) -> None:
-        self.io_timeout = io_timeout
-        if http2:
+    def __init__(self, base_url: str, conn: Connection | None = None) -> None:
+        conn = conn or Connection()
+        self.io_timeout = conn.io_timeout
+        self.http2 = conn.http2
+        if self.http2:
             h2tuning.install()
-        self.base_url = base_url
-        self.http2 = http2
+        self.tls = conn.ssl_context()
+        self.base_url = base_url.replace("http://", "https://", 1) if self.tls else base_url
+        self._headers = {"authorization": f"Bearer {conn.token}"} if conn.token else {}
         self._client = self._new_client()
 
     @property
@@ -55,7 +78,8 @@ class DaemonClient:
 
     def _new_client(self) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=TIMEOUT, http1=not self.http2,
-                            http2=self.http2)
+                            http2=self.http2, headers=self._headers,
+                            verify=self.tls if self.tls is not None else True)
 
     def close(self) -> None:
         self._client.close()

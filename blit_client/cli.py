@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import orjson
@@ -17,8 +18,10 @@ from blit_shared import __version__
 from blit_shared.errors import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, BlitError, UsageError
 from blit_shared.options import Options
 from blit_shared.progress import Progress
+from blit_shared.receiver import VERIFY_FAILED
 from blit_shared.transport import IO_TIMEOUT
 
+from .api import Connection, DaemonClient
 from .endpoints import Local, parse
 from .local_route import run_local
 from .render import Renderer
@@ -46,6 +49,14 @@ Http2Opt = Annotated[bool, typer.Option(
 TimeoutOpt = Annotated[float, typer.Option(
     "--timeout", min=0.1, metavar="SECONDS",
     help="Remote: give up on a data stream that makes no progress this long.")]
+TokenOpt = Annotated[str | None, typer.Option(
+    "--token", envvar="BLIT_TOKEN", show_default=False,
+    help="Bearer token for the daemon (or set BLIT_TOKEN).")]
+TlsOpt = Annotated[bool, typer.Option("--tls", help="Speak TLS to the daemon.")]
+CaOpt = Annotated[str | None, typer.Option(
+    "--ca", envvar="BLIT_CA", metavar="FILE", help="Trust this CA bundle (implies --tls).")]
+NoVerifyOpt = Annotated[bool, typer.Option(
+    "--no-verify", help="Remote: skip the end-to-end xxh3-128 check of what was sent.")]
 MaxDeleteOpt = Annotated[int | None, typer.Option(
     "--max-delete", min=0, metavar="N", help="Delete nothing when more than N would go.")]
 EmptyOpt = Annotated[bool, typer.Option(
@@ -57,12 +68,13 @@ def copy(src: str, dst: str, progress: ProgressOpt = False, verbose: VerboseOpt 
          dry_run: DryRunOpt = False, json: JsonOpt = False, checksum: ChecksumOpt = False,
          exclude: ExcludeOpt = None, yes: YesOpt = False, streams: StreamsOpt = None,
          force_http: ForceHttpOpt = False, http2: Http2Opt = False,
-         timeout: TimeoutOpt = IO_TIMEOUT) -> None:
+         timeout: TimeoutOpt = IO_TIMEOUT, token: TokenOpt = None, tls: TlsOpt = False,
+         ca: CaOpt = None, no_verify: NoVerifyOpt = False) -> None:
     """Copy SRC to DST (files that differ by size or mtime; nothing is deleted)."""
     opts = Options(mirror=False, checksum=checksum, dry_run=dry_run, excludes=exclude or [],
-                   streams=streams)
-    raise typer.Exit(_transfer(src, dst, opts, progress, verbose, json, yes, force_http, http2,
-                               timeout))
+                   streams=streams, verify=not no_verify)
+    conn = Connection(http2, timeout, token, tls, ca)
+    raise typer.Exit(_transfer(src, dst, opts, progress, verbose, json, yes, force_http, conn))
 
 
 @app.command()
@@ -70,26 +82,27 @@ def mirror(src: str, dst: str, progress: ProgressOpt = False, verbose: VerboseOp
            dry_run: DryRunOpt = False, json: JsonOpt = False, checksum: ChecksumOpt = False,
            exclude: ExcludeOpt = None, yes: YesOpt = False, streams: StreamsOpt = None,
            force_http: ForceHttpOpt = False, http2: Http2Opt = False,
-           timeout: TimeoutOpt = IO_TIMEOUT, allow_empty_source: EmptyOpt = False,
-           max_delete: MaxDeleteOpt = None) -> None:
+           timeout: TimeoutOpt = IO_TIMEOUT, token: TokenOpt = None, tls: TlsOpt = False,
+           ca: CaOpt = None, allow_empty_source: EmptyOpt = False,
+           max_delete: MaxDeleteOpt = None, no_verify: NoVerifyOpt = False) -> None:
     """Make DST an exact copy of SRC: copy, then delete what SRC does not have."""
     opts = Options(mirror=True, checksum=checksum, dry_run=dry_run, excludes=exclude or [],
                    streams=streams, allow_empty_source=allow_empty_source,
-                   max_delete=max_delete)
-    raise typer.Exit(_transfer(src, dst, opts, progress, verbose, json, yes, force_http, http2,
-                               timeout))
+                   max_delete=max_delete, verify=not no_verify)
+    conn = Connection(http2, timeout, token, tls, ca)
+    raise typer.Exit(_transfer(src, dst, opts, progress, verbose, json, yes, force_http, conn))
 
 
 @app.command()
-def ls(target: str, json: JsonOpt = False, http2: Http2Opt = False) -> None:
+def ls(target: str, json: JsonOpt = False, http2: Http2Opt = False, token: TokenOpt = None,
+       tls: TlsOpt = False, ca: CaOpt = None) -> None:
     """List a daemon's modules (HOST:PORT) or a remote directory (HOST:PORT:/MODULE/PATH)."""
-    from .api import DaemonClient
     from .render import human_bytes
 
     remote = parse(target)
     if isinstance(remote, Local):
         raise UsageError("ls wants a remote HOST:PORT or HOST:PORT:/MODULE/PATH")
-    with DaemonClient(remote.base_url, http2=http2) as api:
+    with DaemonClient(remote.base_url, Connection(http2, IO_TIMEOUT, token, tls, ca)) as api:
         if remote.module is None:
             data = api.call("GET", "/v1/modules")
             rows = [f"{m['name']}\t{'ro' if m['read_only'] else 'rw'}\t{m['comment']}"
@@ -113,8 +126,7 @@ def version() -> None:
 
 
 def _transfer(src: str, dst: str, opts: Options, bar: bool, verbose: bool, json: bool,
-              yes: bool, force_http: bool = False, http2: bool = False,
-              timeout: float = IO_TIMEOUT) -> int:
+              yes: bool, force_http: bool, conn: Connection) -> int:
     renderer = Renderer(bar=bar, verbose=verbose, json=json)
     interactive = sys.stdin.isatty() and not json
     if opts.mirror and not opts.dry_run and not yes and not interactive:
@@ -132,18 +144,40 @@ def _transfer(src: str, dst: str, opts: Options, bar: bool, verbose: bool, json:
         renderer.start(progress)
 
     source, dest = parse(src), parse(dst)
-    renderer.start(progress)
-    try:
-        if isinstance(source, Local) and isinstance(dest, Local):
-            result = run_local(src, dst, opts, progress, confirm)
-        else:
+
+    def run(progress: Progress, confirm: Callable[[dict[str, int]], None]) -> dict[str, Any]:
+        renderer.start(progress)
+        try:
+            if isinstance(source, Local) and isinstance(dest, Local):
+                return run_local(src, dst, opts, progress, confirm)
             from .remote_route import run_remote
 
-            result = run_remote(source, dest, dst, opts, progress, confirm,
-                                force_http=force_http, http2=http2, io_timeout=timeout)
-    finally:
-        renderer.stop()
+            return run_remote(source, dest, dst, opts, progress, confirm, conn=conn,
+                              force_http=force_http)
+        finally:
+            renderer.stop()
+
+    result = run(progress, confirm)
+    damaged = [f for f in result["summary"]["failures"] if f["reason"] == VERIFY_FAILED]
+    if damaged:
+        # Corrupted in transit: send those files once more (the re-plan finds only them).
+        renderer({"event": "notice", "message": f"{len(damaged)} files failed verification; "
+                  "sending them again"})
+        again = run(Progress(listener=renderer), lambda counts: None)
+        result = {"summary": merge_retry(result["summary"], again["summary"], len(damaged))}
     return _report(renderer, result)
+
+
+def merge_retry(first: dict[str, Any], second: dict[str, Any], resent: int) -> dict[str, Any]:
+    """One summary for a run and its retry: work adds up, the outcome is the retry's."""
+    out = dict(second)
+    for key in ("files_transferred", "files_deleted", "bytes", "duration_s"):
+        out[key] = first[key] + second[key]
+    out["files_examined"] = first["files_examined"]
+    out["files_skipped"] = first["files_skipped"]
+    out["rate_bytes_per_s"] = int(out["bytes"] / out["duration_s"]) if out["duration_s"] else 0
+    out["resent"] = resent
+    return out
 
 
 def _report(renderer: Renderer, result: dict[str, Any]) -> int:

@@ -50,10 +50,10 @@ class LocalSource:
         progress.set_phase("scan")
         if self.kind == DIR:
             manifest = scan(self.path, Excludes(opts.excludes), checksum=opts.checksum)
-            source = Source(self.path, manifest, progress)
+            source = Source(self.path, manifest, progress, verify=opts.verify)
         else:
             manifest = scan(self.path, name=name, checksum=opts.checksum)
-            source = Source(os.path.dirname(self.path), manifest, progress,
+            source = Source(os.path.dirname(self.path), manifest, progress, verify=opts.verify,
                             single_file=self.path)
         scanned(progress, manifest.errors, len(manifest.entries))
         return source

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -14,10 +15,10 @@ from blit_shared.progress import Progress
 from blit_shared.receiver import Receiver
 from blit_shared.sink import Sink
 from blit_shared.source import stream_frames
-from blit_shared.transport import IO_TIMEOUT, dial, http_chunks, receive, send_frames
+from blit_shared.transport import dial, http_chunks, receive, send_frames
 from blit_shared.tuning import Tuning
 
-from .api import DaemonClient
+from .api import Connection, DaemonClient
 from .endpoints import Endpoint, Local, Remote
 from .local_route import (
     Confirm,
@@ -30,15 +31,15 @@ from .local_route import (
 
 
 def run_remote(src: Endpoint, dst: Endpoint, dst_arg: str, opts: Options, progress: Progress,
-               confirm: Confirm, *, force_http: bool = False,
-               http2: bool = False, io_timeout: float = IO_TIMEOUT) -> dict[str, Any]:
+               confirm: Confirm, *, conn: Connection,
+               force_http: bool = False) -> dict[str, Any]:
     if isinstance(src, Remote) and isinstance(dst, Remote):
         raise UsageError("remote to remote is not supported: one side must be local")
     remote = dst if isinstance(dst, Remote) else src
     assert isinstance(remote, Remote)
     if remote.module is None:
         raise UsageError(f"{remote} names no module: use HOST:PORT:/MODULE/PATH")
-    with DaemonClient(remote.base_url, http2=http2, io_timeout=io_timeout) as api:
+    with DaemonClient(remote.base_url, conn) as api:
         if isinstance(dst, Remote):
             assert isinstance(src, Local)
             return _push(api, src.path, dst, opts, progress, confirm, force_http)
@@ -73,8 +74,7 @@ def _push(api: DaemonClient, src_arg: str, dst: Remote, opts: Options, progress:
         payloads = source.queue(files, Tuning(**grant["tuning"]))
 
         def tcp(token: str) -> None:
-            with dial(grant["host"], grant["port"], bytes.fromhex(token),
-                      io_timeout=api.io_timeout) as sock:
+            with _dial(api, grant, token) as sock:
                 send_frames(sock, stream_frames(source, payloads))
 
         def http(_: str) -> None:
@@ -125,12 +125,11 @@ def _pull(api: DaemonClient, src: Remote, dst_arg: str, opts: Options, progress:
         sink = dest.prepare()
         try:
             def tcp(token: str) -> None:
-                with dial(grant["host"], grant["port"], bytes.fromhex(token),
-                      io_timeout=api.io_timeout) as sock:
-                    receive(sock, Receiver(sink))
+                with _dial(api, grant, token) as sock:
+                    receive(sock, Receiver(sink, opts.verify))
 
             def http(_: str) -> None:
-                receiver = Receiver(sink)
+                receiver = Receiver(sink, opts.verify)
                 for chunk in api.get_stream(f"/v1/transfers/{sid}/stream"):
                     receiver.feed(chunk)
                 receiver.close()
@@ -143,6 +142,13 @@ def _pull(api: DaemonClient, src: Remote, dst_arg: str, opts: Options, progress:
         summary["deletions_skipped"] = dest.deletions_skipped
         api.call("POST", f"/v1/transfers/{sid}/finish", {"summary": summary})
     return {"summary": summary}
+
+
+def _dial(api: DaemonClient, grant: dict[str, Any], token: str) -> socket.socket:
+    if grant.get("tls") and api.tls is None:
+        raise UsageError("the daemon's data plane speaks TLS: pass --tls or --ca FILE")
+    return dial(grant["host"], grant["port"], bytes.fromhex(token), io_timeout=api.io_timeout,
+                tls=api.tls if grant.get("tls") else None)
 
 
 def _run_streams(grant: dict[str, Any], tcp: Callable[[str], None],

@@ -26,6 +26,7 @@ from blit_shared.source import stream_frames
 from blit_shared.transport import http_chunks
 from blit_shared.tuning import tune
 
+from .auth import authorize
 from .config import DaemonConfig, Module
 from .dataplane import DataPlane
 from .http import (
@@ -53,11 +54,6 @@ class Daemon:
         self.sessions = sessions
         self.data_plane = data_plane
 
-    def module(self, name: str) -> Module:
-        m = self.config.modules.get(name)
-        if m is None:
-            raise NotFound(f"unknown module {name!r}")
-        return m
 
 
 def _daemon(request: Request) -> Daemon:
@@ -65,7 +61,33 @@ def _daemon(request: Request) -> Daemon:
 
 
 def _session(request: Request) -> Session:
-    return _daemon(request).sessions.get(request.path_params["id"])
+    daemon = _daemon(request)
+    s = daemon.sessions.get(request.path_params["id"])
+    authorize(request, daemon.config, s.module)
+    return s
+
+
+def _retired(request: Request) -> dict[str, Any] | None:
+    """The summary of a finished transfer, for a caller allowed to see it."""
+    daemon = _daemon(request)
+    done = daemon.sessions.summary(request.path_params["id"])
+    if done is None:
+        return None
+    module, summary = done
+    authorize(request, daemon.config, module)
+    return summary
+
+
+def _module(request: Request, name: str) -> Module:
+    """The named module, for a caller allowed to use it (unknown names only tell the caller
+    who passes the daemon's own check)."""
+    config = _daemon(request).config
+    module = config.modules.get(name)
+    if module is None:
+        authorize(request, config)
+        raise NotFound(f"unknown module {name!r}")
+    authorize(request, config, module)
+    return module
 
 
 async def healthz(request: Request) -> Response:
@@ -73,12 +95,13 @@ async def healthz(request: Request) -> Response:
 
 
 async def list_modules(request: Request) -> Response:
+    authorize(request, _daemon(request).config)
     mods = _daemon(request).config.modules.values()
     return JSON({"modules": [m.to_json() for m in mods]})
 
 
 async def list_dir(request: Request) -> Response:
-    module = _daemon(request).module(request.path_params["name"])
+    module = _module(request, request.path_params["name"])
     rel = request.query_params.get("path", "").strip("/")
     path = module_path(module, rel)
 
@@ -108,7 +131,7 @@ async def open_transfer(request: Request) -> Response:
     daemon = _daemon(request)
     data = await read_json(request)
     direction = field(data, "direction", str)
-    module = daemon.module(field(data, "module", str))
+    module = _module(request, field(data, "module", str))
     rel = field(data, "path", str, "").strip("/")
     trailing = field(data, "trailing_slash", bool, False)
     options = Options.from_json(field(data, "options", dict, {}))
@@ -193,7 +216,7 @@ async def negotiate(request: Request) -> Response:
     host = daemon.config.advertise_host or request.url.hostname or daemon.config.bind
     tokens = daemon.sessions.grant(s, s.tuning.streams)
     return JSON({"carrier": "tcp", "host": host, "port": daemon.data_plane.port,
-                 "tokens": tokens, **grant})
+                 "tokens": tokens, "tls": daemon.data_plane.tls is not None, **grant})
 
 
 async def put_stream(request: Request) -> Response:
@@ -201,7 +224,7 @@ async def put_stream(request: Request) -> Response:
     s = _session(request)
     if s.carrier != "http" or s.destination is None or s.destination.sink is None:
         raise Conflict("this transfer has no HTTP stream to receive")
-    receiver = Receiver(s.destination.sink)
+    receiver = Receiver(s.destination.sink, s.options.verify)
     error = None
     timeout = _daemon(request).config.timeout
     try:
@@ -254,7 +277,7 @@ async def get_stream(request: Request) -> Response:
 
 
 async def status(request: Request) -> Response:
-    done = _daemon(request).sessions.summary(request.path_params["id"])
+    done = _retired(request)
     if done is not None:
         return JSON({"id": request.path_params["id"], "phase": "done", "finished": True,
                      "summary": done})
@@ -264,14 +287,15 @@ async def status(request: Request) -> Response:
 async def finish(request: Request) -> Response:
     """End a transfer: wait for its streams, let the DESTINATION finish, return the summary."""
     daemon = _daemon(request)
-    done = daemon.sessions.summary(request.path_params["id"])
+    done = _retired(request)
     if done is not None:
         return JSON(done)
     s = _session(request)
     data = await read_json(request)
     if s.streams_expected and not await run_in_threadpool(s.wait_streams, STREAM_WAIT):
         raise ProtocolError("data streams did not finish in time")
-    extra = {"carrier": s.carrier or "none", "zero_copy": s.carrier == "tcp",
+    tls = daemon.data_plane is not None and daemon.data_plane.tls is not None
+    extra = {"carrier": s.carrier or "none", "zero_copy": s.carrier == "tcp" and not tls,
              "dry_run": s.options.dry_run}
     for error in s.stream_errors:
         log.warning("transfer %s: stream error: %s", s.id, error)
@@ -298,17 +322,16 @@ def _scalar_fields(data: dict[str, Any]) -> dict[str, Any]:
 
 
 async def get_summary(request: Request) -> Response:
-    sessions = _daemon(request).sessions
-    done = sessions.summary(request.path_params["id"])
+    done = _retired(request)
     if done is not None:
         return JSON(done)
-    sessions.get(request.path_params["id"])  # 404 when unknown
+    _session(request)  # 404 when unknown
     raise Conflict("transfer not finished")
 
 
 async def abort(request: Request) -> Response:
     daemon = _daemon(request)
-    if daemon.sessions.summary(request.path_params["id"]) is not None:
+    if _retired(request) is not None:
         return JSON({"ok": True, "finished": True})
     s = _session(request)
     if s.destination is not None and s.destination.sink is not None and s.summary is None:

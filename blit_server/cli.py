@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 import sys
 from typing import Annotated
 
@@ -17,11 +18,22 @@ from blit_shared.errors import EXIT_USAGE, BlitError, UsageError
 
 from . import h2tuning
 from .app import create_app
-from .config import DEFAULT_PORT, DaemonConfig, Module, load, parse_module_flag
+from .config import DEFAULT_PORT, DaemonConfig, Module, load, parse_module_flag, read_token
 from .dataplane import DataPlane
 from .sessions import Sessions
 
 log = logging.getLogger("blitd")
+
+
+def _server_tls(config: DaemonConfig) -> ssl.SSLContext | None:
+    if not config.certfile:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(config.certfile, config.keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot load TLS certificate/key: {exc}") from None
+    return ctx
 
 
 def run(config: DaemonConfig) -> None:
@@ -31,7 +43,8 @@ def run(config: DaemonConfig) -> None:
     data_plane = None
     if not config.force_http:
         try:
-            data_plane = DataPlane(sessions, config.bind, config.data_port, config.timeout)
+            data_plane = DataPlane(sessions, config.bind, config.data_port, config.timeout,
+                                   _server_tls(config))
         except OSError as exc:
             log.warning("no TCP data plane (%s); granting the HTTP carrier only", exc)
     app = create_app(config, sessions, data_plane)
@@ -44,9 +57,12 @@ def run(config: DaemonConfig) -> None:
     hc.errorlog = "-"
     hc.graceful_timeout = 5
     hc.keep_alive_timeout = 75
+    if config.certfile:
+        hc.certfile, hc.keyfile = config.certfile, config.keyfile
     hc.h2_max_concurrent_streams = 100
-    log.info("blitd %s on http://%s:%d, data port %s, modules: %s", __version__, host,
-             config.port, data_plane.port if data_plane else "none (http only)",
+    log.info("blitd %s on %s://%s:%d, data port %s, modules: %s", __version__,
+             "https" if config.certfile else "http", host, config.port,
+             data_plane.port if data_plane else "none (http only)",
              ", ".join(f"{m.name}={m.path}{' (ro)' if m.read_only else ''}"
                        for m in config.modules.values()))
 
@@ -82,6 +98,10 @@ def blitd(
         "--force-http", help="Never grant the TCP data plane.")] = False,
     timeout: Annotated[float | None, typer.Option(
         help="Seconds a data stream may make no progress before it is dropped [60].")] = None,
+    token_file: Annotated[str | None, typer.Option(
+        help="Require the bearer token in FILE on every request.")] = None,
+    certfile: Annotated[str | None, typer.Option(help="TLS certificate (PEM).")] = None,
+    keyfile: Annotated[str | None, typer.Option(help="TLS private key (PEM).")] = None,
     read_only: Annotated[bool, typer.Option(
         "--read-only", help="Make --root/--module modules read-only.")] = False,
 ) -> None:
@@ -100,6 +120,14 @@ def blitd(
     cfg.force_http = cfg.force_http or force_http
     if timeout is not None:
         cfg.timeout = timeout
+    if token_file is not None:
+        cfg.token = read_token(token_file)
+    if certfile is not None:
+        cfg.certfile = certfile
+    if keyfile is not None:
+        cfg.keyfile = keyfile
+    if bool(cfg.certfile) != bool(cfg.keyfile):
+        raise UsageError("TLS needs both certfile and keyfile")
     if root is not None:
         cfg.add_module(Module("default", root, read_only))
     for flag in module or []:

@@ -19,6 +19,7 @@ class Module:
     path: str
     read_only: bool = False
     comment: str = ""
+    token: str | None = None  # bearer token for this module (the daemon's token works too)
 
     def to_json(self) -> dict[str, object]:
         return {"name": self.name, "read_only": self.read_only, "comment": self.comment}
@@ -32,6 +33,9 @@ class DaemonConfig:
     advertise_host: str | None = None  # what data-plane grants point clients at
     force_http: bool = False           # never grant the TCP data plane
     timeout: float = 60.0              # seconds a data stream may make no progress
+    token: str | None = None           # bearer token every request needs (but /healthz)
+    certfile: str | None = None        # TLS for the control plane and the data plane
+    keyfile: str | None = None
     modules: dict[str, Module] = field(default_factory=dict)
 
     def add_module(self, module: Module) -> None:
@@ -40,7 +44,8 @@ class DaemonConfig:
         path = os.path.realpath(module.path)
         if not os.path.isdir(path):
             raise UsageError(f"module {module.name!r}: {module.path} is not a directory")
-        self.modules[module.name] = Module(module.name, path, module.read_only, module.comment)
+        self.modules[module.name] = Module(module.name, path, module.read_only, module.comment,
+                                           module.token)
 
 
 def load(path: str | None) -> DaemonConfig:
@@ -53,16 +58,31 @@ def load(path: str | None) -> DaemonConfig:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"cannot read config {path}: {exc}") from None
     daemon = data.get("daemon", {})
-    for key in ("bind", "port", "data_port", "advertise_host", "force_http", "timeout"):
+    for key in ("bind", "port", "data_port", "advertise_host", "force_http", "timeout",
+                "token", "certfile", "keyfile"):
         if key in daemon:
             setattr(cfg, key, daemon[key])
+    if "token_file" in daemon:
+        cfg.token = read_token(daemon["token_file"])
     for m in data.get("module", []):
         try:
+            token = read_token(m["token_file"]) if "token_file" in m else m.get("token")
             cfg.add_module(Module(m["name"], m["path"], bool(m.get("read_only", False)),
-                                  str(m.get("comment", ""))))
+                                  str(m.get("comment", "")), token))
         except KeyError as exc:
             raise UsageError(f"module in {path} lacks {exc}") from None
     return cfg
+
+
+def read_token(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+    except OSError as exc:
+        raise UsageError(f"cannot read token file {path}: {exc.strerror}") from None
+    if not token:
+        raise UsageError(f"token file {path} is empty")
+    return token
 
 
 def parse_module_flag(flag: str) -> Module:

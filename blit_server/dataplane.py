@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import threading
 import time
 
@@ -54,7 +55,7 @@ def run_stream_socket(session: Session, sock: socket.socket) -> None:
     try:
         if session.role == "destination":
             assert session.destination is not None and session.destination.sink is not None
-            receive(sock, Receiver(session.destination.sink))
+            receive(sock, Receiver(session.destination.sink, session.options.verify))
         else:
             assert session.source is not None and session.queue is not None
             send_frames(sock, stream_frames(session.source, session.queue))
@@ -70,7 +71,8 @@ class DataPlane:
     """Accepts data connections on its own port; each runs in a thread of its own."""
 
     def __init__(self, sessions: Sessions, host: str, port: int,
-                 io_timeout: float = 60.0) -> None:
+                 io_timeout: float = 60.0, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.sessions = sessions
         self.io_timeout = io_timeout
         self.throttle = Throttle()
@@ -101,6 +103,8 @@ class DataPlane:
             return
         conn.settimeout(HELLO_TIMEOUT)
         try:
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
             token = read_hello(conn)
         except (BlitError, OSError) as exc:
             log.warning("data connection from %s dropped: %s", addr[0], exc)

@@ -117,7 +117,7 @@ class Sessions:
     def __init__(self) -> None:
         self._sessions: dict[str, Session] = {}
         self._tokens: dict[bytes, tuple[bytes, str, float]] = {}
-        self._summaries: dict[str, dict[str, Any]] = {}
+        self._summaries: dict[str, tuple[Module, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
     def get(self, sid: str) -> Session:
@@ -137,11 +137,11 @@ class Sessions:
         assert session.summary is not None
         self.drop(session.id)
         with self._lock:
-            self._summaries[session.id] = session.summary
+            self._summaries[session.id] = (session.module, session.summary)
             while len(self._summaries) > KEEP_SUMMARIES:
                 self._summaries.pop(next(iter(self._summaries)))
 
-    def summary(self, sid: str) -> dict[str, Any] | None:
+    def summary(self, sid: str) -> tuple[Module, dict[str, Any]] | None:
         with self._lock:
             return self._summaries.get(sid)
 
@@ -194,10 +194,11 @@ class Sessions:
         progress.set_phase("scan")
         if stat.S_ISDIR(st.st_mode):
             manifest = scan(path, Excludes(options.excludes), checksum=options.checksum)
-            source = Source(path, manifest, progress)
+            source = Source(path, manifest, progress, verify=options.verify)
         else:
             manifest = scan(path, name=os.path.basename(path), checksum=options.checksum)
-            source = Source(os.path.dirname(path), manifest, progress, single_file=path)
+            source = Source(os.path.dirname(path), manifest, progress, single_file=path,
+                            verify=options.verify)
         return self._add(Session(secrets.token_hex(16), "pull", module, options, progress,
                                  source=source))
 

@@ -1,7 +1,9 @@
-"""Content hashes (xxh3-128): fast enough to checksum whole trees on both sides."""
+"""Content hashes (xxh3-128): --checksum for whole files, and end-to-end verification of
+what each stream carried."""
 
 from __future__ import annotations
 
+import mmap
 import os
 
 import xxhash
@@ -18,3 +20,24 @@ def file_digest(path: str) -> str:
     finally:
         os.close(fd)
     return h.hexdigest()
+
+
+def span_digest(fd: int, offset: int, length: int) -> bytes:
+    """xxh3-128 of bytes [offset, offset+length) of `fd`, read through mmap (no copy)."""
+    if length == 0:
+        return xxhash.xxh3_128_digest(b"")
+    start = offset - offset % mmap.ALLOCATIONGRANULARITY
+    with mmap.mmap(fd, offset + length - start, prot=mmap.PROT_READ, offset=start) as m:
+        view = memoryview(m)
+        try:
+            return xxhash.xxh3_128_digest(view[offset - start:])
+        finally:
+            view.release()
+
+
+def new_hasher() -> xxhash.xxh3_128:
+    return xxhash.xxh3_128()
+
+
+def digest(data: bytes | bytearray | memoryview) -> bytes:
+    return xxhash.xxh3_128_digest(data)

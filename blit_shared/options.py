@@ -20,6 +20,7 @@ class Options:
     streams: int | None = None
     allow_empty_source: bool = False
     max_delete: int | None = None
+    verify: bool = True  # end-to-end xxh3-128 of what each stream carried
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -30,7 +31,7 @@ class Options:
             raise UsageError("options must be an object")
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         opts = cls(**known)
-        for name in ("mirror", "checksum", "dry_run", "allow_empty_source"):
+        for name in ("mirror", "checksum", "dry_run", "allow_empty_source", "verify"):
             if not isinstance(getattr(opts, name), bool):
                 raise UsageError(f"option {name} must be a boolean")
         if not isinstance(opts.excludes, list) or len(opts.excludes) > MAX_EXCLUDES or not all(

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
-from . import wire
+import xxhash
+
+from . import tarshard, wire
 from .errors import ProtocolError
+from .hashing import digest, new_hasher
 from .sink import Partial, Sink
+
+VERIFY_FAILED = "content verification failed (xxh3-128 mismatch in transit)"
 
 
 class Receiver:
     """Turns the bytes of one record stream into Sink calls (sans-IO: feed() what arrives)."""
 
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: Sink, verify: bool = True) -> None:
         self.sink = sink
+        self.verify = verify
+        self._hasher: xxhash.xxh3_128 | None = None
+        self._shard: tuple[bytes, int] | None = None  # held until its DONE
         self.decoder = wire.Decoder()
         self._record: wire.Record | None = None
         self._partial: Partial | None = None
         self._pos = 0
         self._body = bytearray()
         # FILE spans received but not yet confirmed by their DONE: (path, offset) → length
-        self._unconfirmed: dict[tuple[str, int], tuple[Partial, int]] = {}
+        self._unconfirmed: dict[tuple[str, int], tuple[Partial, int, bytes]] = {}
 
     @property
     def finished(self) -> bool:
@@ -45,6 +53,7 @@ class Receiver:
             entry = self.sink.entry(rec.path, rec.size)
             self._partial = self.sink.open_span(entry)
             self._pos = rec.offset
+            self._hasher = new_hasher() if self.verify else None
 
     def _data(self, view: memoryview) -> None:
         rec = self._record
@@ -52,6 +61,8 @@ class Receiver:
         if rec.type == wire.FILE:
             if self._partial is not None:
                 self.sink.write_at(self._partial, self._pos, view)
+                if self._hasher is not None:
+                    self._hasher.update(view)
             self._pos += len(view)
         else:
             self._body += view
@@ -59,20 +70,43 @@ class Receiver:
     def _end(self, rec: wire.Record) -> None:
         if rec.type == wire.FILE:
             if self._partial is not None:
-                self._unconfirmed[(rec.path, rec.offset)] = (self._partial, rec.length)
+                got = self._hasher.digest() if self._hasher is not None else b""
+                self._unconfirmed[(rec.path, rec.offset)] = (self._partial, rec.length, got)
             self._partial = None
+        elif rec.type == wire.DONE and rec.path == "":
+            self._confirm_shard(bytes(self._body))
         elif rec.type == wire.DONE:
             held = self._unconfirmed.pop((rec.path, rec.offset), None)
             if held is not None:
-                self.sink.span_done(held[0], rec.offset, held[1])
+                partial, length, got = held
+                if self._mismatch(got, bytes(self._body)):
+                    self.sink.fail(rec.path, VERIFY_FAILED)
+                else:
+                    self.sink.span_done(partial, rec.offset, length)
         elif rec.type == wire.SHARD:
-            self.sink.write_shard(bytes(self._body), rec.size)
+            if self._shard is not None:
+                raise ProtocolError("SHARD without its DONE")
+            self._shard = (bytes(self._body), rec.size)
         elif rec.type == wire.FAIL:
             self.sink.fail(rec.path, "source: " + self._body.decode("utf-8", "replace"))
             for key in [k for k in self._unconfirmed if k[0] == rec.path]:
                 del self._unconfirmed[key]
         self._record = None
         self._body.clear()
+
+    def _mismatch(self, got: bytes, sent: bytes) -> bool:
+        return self.verify and bool(sent) and got != sent
+
+    def _confirm_shard(self, sent: bytes) -> None:
+        if self._shard is None:
+            raise ProtocolError("DONE for a shard that was not sent")
+        body, count = self._shard
+        self._shard = None
+        if self._mismatch(digest(body) if self.verify else b"", sent):
+            for name, _off, _size in tarshard.decode(body):
+                self.sink.fail(name, VERIFY_FAILED)
+            return
+        self.sink.write_shard(body, count)
 
     def close(self) -> None:
         """The carrier saw the end of its bytes: anything short of END is a truncated stream."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from . import tarshard, wire
 from .errors import ProtocolError
+from .hashing import digest, span_digest
 from .manifest import FILE, Entry, Manifest
 from .paths import join
 from .payload import Payload, Shard, Span, plan_payloads
@@ -38,7 +39,8 @@ class Source:
     """Reads the files of one scanned tree; thread-safe, shared by every stream."""
 
     def __init__(self, root: str, manifest: Manifest, progress: Progress | None = None,
-                 *, single_file: str | None = None) -> None:
+                 *, single_file: str | None = None, verify: bool = True) -> None:
+        self.verify = verify
         self.root = root
         self.manifest = manifest
         self.progress = progress or Progress()
@@ -139,6 +141,7 @@ class Source:
         tarshard.finish(body)
         head = wire.encode_header(wire.Record(wire.SHARD, "", len(sent), 0, len(body)))
         yield head + body
+        yield wire.encode_done("", len(sent), 0, digest(body) if self.verify else b"")
         for e in sent:
             self.sent(e, e.size)
 
@@ -161,10 +164,27 @@ class Source:
                 self.failed(e, describe_error(exc))
                 yield wire.encode_fail(e.path, describe_error(exc))
                 return
-            yield wire.encode_done(e.path, e.size, span.offset)
+            sent = span_digest(fd, span.offset, span.length) if self.verify else b""
+            if sent and _corrupt_once(e.path):
+                sent = digest(b"failpoint")
+            yield wire.encode_done(e.path, e.size, span.offset, sent)
         finally:
             os.close(fd)
         self.sent(e, span.length)
+
+
+def _corrupt_once(path: str) -> bool:
+    """Test failpoint: BLIT_FAILPOINT_CORRUPT=DIR makes the first span of each file look
+    corrupted in transit once (a marker in DIR remembers it), to prove the resend."""
+    where = os.environ.get("BLIT_FAILPOINT_CORRUPT")
+    if not where:
+        return False
+    marker = os.path.join(where, path.replace("/", "%"))
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
 
 
 def describe_error(exc: OSError) -> str:

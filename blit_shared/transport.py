@@ -6,6 +6,7 @@ import contextlib
 import os
 import select
 import socket
+import ssl
 from collections.abc import Iterable, Iterator
 
 from .errors import BlitError, ProtocolError
@@ -26,7 +27,7 @@ class CarrierError(BlitError):
 
 # -- TCP ------------------------------------------------------------------------------------------
 def dial(host: str, port: int, token: bytes, timeout: float = 10.0,
-         io_timeout: float = IO_TIMEOUT) -> socket.socket:
+         io_timeout: float = IO_TIMEOUT, tls: ssl.SSLContext | None = None) -> socket.socket:
     """Connect to a data port and present a one-time token; returns once the daemon accepted.
 
     Afterwards every send or receive that makes no progress for `io_timeout` seconds raises
@@ -37,10 +38,12 @@ def dial(host: str, port: int, token: bytes, timeout: float = 10.0,
     except OSError as exc:
         raise CarrierError(f"data port {host}:{port} unreachable: {exc.strerror or exc}") from None
     try:
+        if tls is not None:
+            sock = tls.wrap_socket(sock, server_hostname=host)
         sock.sendall(HELLO + token)
         if sock.recv(1) != ACK:
             raise CarrierError(f"data port {host}:{port} refused the token")
-    except OSError as exc:
+    except (OSError, ssl.SSLError) as exc:
         sock.close()
         raise CarrierError(f"data port {host}:{port} handshake failed: {exc}") from None
     except CarrierError:
@@ -75,12 +78,17 @@ def _tune(sock: socket.socket) -> None:
 def send_frames(sock: socket.socket, frames: Iterable[Frame]) -> None:
     """Write a record stream to a socket: buffers with sendall, file spans with sendfile."""
     pending = bytearray()
+    encrypted = isinstance(sock, ssl.SSLSocket)  # sendfile would bypass the encryption
     for frame in frames:
         if isinstance(frame, FileSpan):
             if pending:
                 sock.sendall(pending)
                 pending.clear()
-            _sendfile(sock, frame)
+            if encrypted:
+                for data in read_span(frame, HTTP_CHUNK):
+                    sock.sendall(data)
+            else:
+                _sendfile(sock, frame)
         else:
             pending += frame
             if len(pending) >= HTTP_CHUNK:
@@ -118,9 +126,10 @@ def receive(sock: socket.socket, receiver: Receiver, bufsize: int = 1 << 20) -> 
     """Read a record stream from a socket into `receiver` (recv_into a reused buffer)."""
     buf = bytearray(bufsize)
     view = memoryview(buf)
+    flags = 0 if isinstance(sock, ssl.SSLSocket) else socket.MSG_WAITALL
     while True:
         try:
-            n = sock.recv_into(buf, bufsize, socket.MSG_WAITALL)
+            n = sock.recv_into(buf, bufsize, flags)
         except TimeoutError:
             raise TimeoutError("data stream stalled: peer stopped sending") from None
         if n == 0:

@@ -8,8 +8,9 @@ header, a UTF-8 path, and `length` body bytes:
 FILE   bytes [offset, offset+length) of the file `path`, whose full size is `size`.
 SHARD  a tar archive of `size` small files, `length` bytes; path is empty.
 FAIL   the SOURCE could not send `path`; the body is a UTF-8 reason.
-DONE   the FILE span of `path` at `offset` was read intact (the file did not change while it
-       was sent); only then may the DESTINATION count it. Body: empty or a span digest.
+DONE   the FILE span of `path` at `offset` (or, with an empty path, the SHARD just before)
+       was read intact; only then may the DESTINATION count it. Body: empty, or the xxh3-128
+       digest of what was sent, which the DESTINATION compares with what it received.
 END    no more records; `size` is the number of records sent before it.
 
 Every length field has a hard cap, checked before any body byte is accepted.
@@ -82,12 +83,10 @@ def _validate(rec: Record, path_len: int) -> None:
     elif t == SHARD:
         if rec.length > MAX_SHARD_BYTES or rec.size > MAX_SHARD_FILES or rec.path or rec.offset:
             raise ProtocolError("SHARD record over its caps")
-    elif t == DONE:
+    elif t == DONE:  # path "" confirms the SHARD just before it (size = its member count)
         if rec.length > MAX_DIGEST_BYTES or rec.offset > rec.size or rec.size > MAX_FILE_SIZE:
             raise ProtocolError("DONE record over its caps")
         check_relpath(rec.path)
-        if rec.path == "":
-            raise ProtocolError("DONE record without a path")
     elif t == FAIL:
         if rec.length > MAX_FAIL_BYTES or rec.size or rec.offset:
             raise ProtocolError("FAIL record over its caps")

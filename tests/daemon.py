@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -33,8 +34,10 @@ class Daemon:
 
 
 @contextmanager
-def running_daemon(tmp: Path, *args: str, config: str | None = None) -> Iterator[Daemon]:
-    """Start blitd with `args` (and an optional TOML config text); wait until it answers."""
+def running_daemon(tmp: Path, *args: str, config: str | None = None,
+                   ca: Path | None = None) -> Iterator[Daemon]:
+    """Start blitd with `args` (and an optional TOML config text); wait until it answers.
+    With `ca`, the daemon speaks TLS and is checked against that CA."""
     port = free_port()
     cmd = [sys.executable, "-m", "blit_server.cli", "--port", str(port), *args]
     if config is not None:
@@ -50,7 +53,10 @@ def running_daemon(tmp: Path, *args: str, config: str | None = None) -> Iterator
             if proc.poll() is not None:
                 raise RuntimeError(f"blitd exited {proc.returncode}: {log.read_text()}")
             try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).raise_for_status()
+                scheme = "https" if ca else "http"
+                verify = ssl.create_default_context(cafile=str(ca)) if ca else True
+                httpx.get(f"{scheme}://127.0.0.1:{port}/healthz", timeout=1,
+                          verify=verify).raise_for_status()
                 break
             except httpx.HTTPError:
                 if time.monotonic() > deadline:
