@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +51,7 @@ def _push(api: DaemonClient, src_arg: str, dst: Remote, opts: Options, progress:
           confirm: Confirm, force_http: bool) -> dict[str, Any]:
     """This process is the SOURCE; the daemon is the DESTINATION."""
     origin = LocalSource.parse(src_arg)
+    opened_at = time.monotonic() - progress.started  # the daemon's clocks start about here
     opened = api.call("POST", "/v1/transfers", {
         "direction": "push", "module": dst.module, "path": dst.path,
         "trailing_slash": dst.trailing_slash, "options": opts.to_json(),
@@ -84,7 +86,13 @@ def _push(api: DaemonClient, src_arg: str, dst: Remote, opts: Options, progress:
         _run_streams(grant, tcp, http)
         summary = api.call("POST", f"/v1/transfers/{sid}/finish", {})
         _replay(progress, summary.pop("events", []))
-    return {"summary": {**summary, "fallback": extra["fallback"]}}
+    # The counts are the DESTINATION's; the times, like a pull's, run from this command's start.
+    elapsed = time.monotonic() - progress.started
+    first = summary.get("first_byte_s")
+    summary.update(duration_s=round(elapsed, 6), fallback=extra["fallback"],
+                   rate_bytes_per_s=int(summary["bytes"] / elapsed) if elapsed > 0 else 0,
+                   first_byte_s=None if first is None else round(opened_at + first, 6))
+    return {"summary": summary}
 
 
 def _replay(progress: Progress, events: list[dict[str, Any]]) -> None:
