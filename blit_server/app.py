@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import stat
@@ -32,6 +33,7 @@ from .dataplane import DataPlane
 from .http import (
     JSON,
     MANIFEST_BODY,
+    error_response,
     field,
     on_blit_error,
     on_crash,
@@ -41,8 +43,9 @@ from .http import (
 from .sessions import Session, Sessions, module_path
 
 log = logging.getLogger("blitd")
-STREAM_WAIT = 300.0
 FEED_BATCH = 1 << 20
+DISCARD_CAP = 256 << 20  # body bytes read and dropped after an early error, at most
+DISCARD_IDLE = 0.5       # ...and for no longer than this without a new chunk
 
 
 class Daemon:
@@ -108,7 +111,7 @@ async def list_dir(request: Request) -> Response:
     def listing() -> list[dict[str, Any]]:
         try:
             st = os.lstat(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"{module.name}/{rel}: no such file or directory") from None
         if not stat.S_ISDIR(st.st_mode):
             return [_entry_json(os.path.basename(path), st)]
@@ -221,12 +224,31 @@ async def negotiate(request: Request) -> Response:
 
 async def put_stream(request: Request) -> Response:
     """HTTP carrier, push: one record stream as the request body."""
+    timeout = _daemon(request).config.timeout
+    try:
+        return await _receive_stream(request, timeout)
+    except BlitError as exc:
+        # Refused before (or while) reading the body: answer now, then read the rest and drop
+        # it, so the connection ends in a state Hypercorn can close (an unread body hangs it).
+        await _discard_body(request, DISCARD_IDLE)
+        return error_response(request, exc.code, exc.message, exc.status)
+
+
+async def _discard_body(request: Request, timeout: float) -> None:
+    with contextlib.suppress(Exception):
+        discarded = 0
+        async for chunk in _stalling(request.stream(), timeout):
+            discarded += len(chunk)
+            if discarded > DISCARD_CAP:
+                return
+
+
+async def _receive_stream(request: Request, timeout: float) -> Response:
     s = _session(request)
     if s.carrier != "http" or s.destination is None or s.destination.sink is None:
         raise Conflict("this transfer has no HTTP stream to receive")
     receiver = Receiver(s.destination.sink, s.options.verify)
     error = None
-    timeout = _daemon(request).config.timeout
     try:
         batch = bytearray()
         async for chunk in _stalling(request.stream(), timeout):
@@ -292,8 +314,8 @@ async def finish(request: Request) -> Response:
         return JSON(done)
     s = _session(request)
     data = await read_json(request)
-    if s.streams_expected and not await run_in_threadpool(s.wait_streams, STREAM_WAIT):
-        raise ProtocolError("data streams did not finish in time")
+    if s.streams_expected and not await s.wait_streams(daemon.config.timeout):
+        raise Conflict("data streams stalled or never started; transfer not finished")
     tls = daemon.data_plane is not None and daemon.data_plane.tls is not None
     extra = {"carrier": s.carrier or "none", "zero_copy": s.carrier == "tcp" and not tls,
              "dry_run": s.options.dry_run}
@@ -334,6 +356,7 @@ async def abort(request: Request) -> Response:
     if _retired(request) is not None:
         return JSON({"ok": True, "finished": True})
     s = _session(request)
+    s.aborted = True
     if s.destination is not None and s.destination.sink is not None and s.summary is None:
         await run_in_threadpool(s.destination.sink.close)
     daemon.sessions.drop(s.id)

@@ -56,7 +56,9 @@ def run(config: DaemonConfig) -> None:
     hc.accesslog = None
     hc.errorlog = "-"
     hc.graceful_timeout = 5
-    hc.keep_alive_timeout = 75
+    # Idle connections go after 5 s: Hypercorn notices a client's close only on this timer,
+    # so a long one pins a socket per finished client (seen as CLOSE_WAIT under load).
+    hc.keep_alive_timeout = 5
     if config.certfile:
         hc.certfile, hc.keyfile = config.certfile, config.keyfile
     hc.h2_max_concurrent_streams = 100

@@ -38,23 +38,28 @@ async def read_json(request: Request, cap: int = SMALL_BODY) -> Any:
         raise ProtocolError(f"malformed JSON: {exc}") from None
 
 
-def error_response(code: str, message: str, status: int) -> JSON:
-    return JSON({"error": {"code": code, "message": message}}, status_code=status)
+def error_response(request: Request, code: str, message: str, status: int) -> JSON:
+    resp = JSON({"error": {"code": code, "message": message}}, status_code=status)
+    if request.method in ("PUT", "POST") and request.scope.get("http_version") == "1.1":
+        # The body may be unread (an upload refused early): Hypercorn would then neither read
+        # on nor close, leaving the connection hung. Closing it is the only safe end.
+        resp.headers["connection"] = "close"
+    return resp
 
 
 async def on_blit_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BlitError)
-    return error_response(exc.code, exc.message, exc.status)
+    return error_response(request, exc.code, exc.message, exc.status)
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
-    return error_response(code, str(exc.detail), exc.status_code)
+    return error_response(request, code, str(exc.detail), exc.status_code)
 
 
 async def on_crash(request: Request, exc: Exception) -> Response:
-    return error_response("internal", f"internal error: {type(exc).__name__}", 500)
+    return error_response(request, "internal", f"internal error: {type(exc).__name__}", 500)
 
 
 def field(data: Any, name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:

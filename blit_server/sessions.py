@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import os
@@ -52,6 +53,7 @@ class Session:
     streams_done: int = 0
     stream_errors: list[str] = field(default_factory=list)
     summary: dict[str, Any] | None = None
+    aborted: bool = False
     created: float = field(default_factory=time.monotonic)
     events: list[dict[str, Any]] = field(default_factory=list)
     cond: threading.Condition = field(default_factory=threading.Condition)
@@ -84,10 +86,20 @@ class Session:
             # which may never come.
             self.destination.sink.close()
 
-    def wait_streams(self, timeout: float) -> bool:
-        with self.cond:
-            return self.cond.wait_for(lambda: self.streams_done >= self.streams_expected,
-                                      timeout)
+    async def wait_streams(self, stall: float) -> bool:
+        """Wait, without holding a worker thread, until every stream ended; False once no byte
+        moved for `stall` seconds (e.g. a client that never opened its streams)."""
+        last, moved_at = -1, time.monotonic()
+        while self.streams_done < self.streams_expected:
+            if self.aborted:
+                return False
+            done = self.progress.bytes_done
+            if done != last:
+                last, moved_at = done, time.monotonic()
+            elif time.monotonic() - moved_at > stall:
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
     def status(self) -> dict[str, Any]:
         snap = self.progress.snapshot()
@@ -188,7 +200,7 @@ class Sessions:
         path = module_path(module, rel)
         try:
             st = os.stat(path) if trailing or rel == "" else os.lstat(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"{module.name}/{rel}: no such file or directory") from None
         progress = Progress()
         progress.set_phase("scan")

@@ -38,13 +38,16 @@ class Destination:
         self.deletions_skipped: str | None = None
 
     def scan(self) -> Manifest:
-        if self.single_name is not None:
-            return scan(join(self.root, self.single_name), name=self.single_name,
-                        checksum=self.checksum)
-        if existing_kind(self.root) not in (None, DIR):
-            # Writing a tree "into" a file would fail entry by entry and re-stamp the file.
-            raise Conflict(f"destination exists and is not a directory: {self.root}")
-        return scan(self.root, self.excludes, checksum=self.checksum)
+        try:
+            if self.single_name is not None:
+                return scan(join(self.root, self.single_name), name=self.single_name,
+                            checksum=self.checksum)
+            if existing_kind(self.root) not in (None, DIR):
+                # Writing a tree "into" a file would fail entry by entry and re-stamp the file.
+                raise Conflict(f"destination exists and is not a directory: {self.root}")
+            return scan(self.root, self.excludes, checksum=self.checksum)
+        except NotADirectoryError:
+            raise Conflict(f"destination path runs through a file: {self.root}") from None
 
     def make_plan(self, source: Manifest) -> Plan:
         if self.excludes:

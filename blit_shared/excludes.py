@@ -6,13 +6,19 @@ from collections.abc import Sequence
 
 import pathspec
 
+from .errors import UsageError
+
 
 class Excludes:
     """Matches relative POSIX paths against gitignore-style patterns; empty when no patterns."""
 
     def __init__(self, patterns: Sequence[str] = ()) -> None:
         self.patterns = list(patterns)
-        self._spec = pathspec.GitIgnoreSpec.from_lines(self.patterns) if self.patterns else None
+        try:
+            self._spec = (pathspec.GitIgnoreSpec.from_lines(self.patterns)
+                          if self.patterns else None)
+        except Exception as exc:  # pathspec raises its own errors and re.error
+            raise UsageError(f"bad --exclude pattern: {exc}") from None
 
     def __bool__(self) -> bool:
         return self._spec is not None

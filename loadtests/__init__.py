@@ -1,0 +1,1 @@
+"""Benchmarks for blit: deterministic datasets, blit vs rsync/cp side by side (`make bench`)."""
