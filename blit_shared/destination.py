@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import stat
 
+from .beneath import Tree
 from .errors import Conflict
 from .excludes import Excludes
 from .layout import existing_kind
@@ -36,6 +36,7 @@ class Destination:
         self.plan: Plan | None = None
         self.sink: Sink | None = None
         self.deletions_skipped: str | None = None
+        self._tree_handle: Tree | None = None
 
     def scan(self) -> Manifest:
         try:
@@ -58,7 +59,7 @@ class Destination:
             source = Manifest(kept, source.errors)
         own = self.scan()
         if own.temps:  # left by a transfer that was killed: gone before anything is compared
-            remove_stale(self.root, own.temps)
+            remove_stale(self._tree().unlink, own.temps)
         self.plan = diff(source, own, mirror=self.mirror, checksum=self.checksum)
         if self.mirror and self.plan.delete:
             self.deletions_skipped = self._deletion_veto(source)
@@ -78,23 +79,23 @@ class Destination:
     def prepare(self) -> Sink:
         """Make room and structure before bytes arrive: clear, mkdir, symlinks, metadata fixes."""
         plan = self._plan()
-        if self.single_name is not None:
-            os.makedirs(self.root, exist_ok=True)
+        if not os.path.isdir(self.root):
+            self._guard("", os.makedirs, self.root, 0o700, True)
+        try:
+            tree = self._tree()
+        except OSError as exc:
+            raise Conflict(f"cannot open destination {self.root}: {exc.strerror}") from None
         for e in plan.clear:
             self._guard(e.path, self._remove, e.path, e.kind == DIR)
         for e in plan.mkdirs:
-            path = join(self.root, e.path)
-            if e.path == "":
-                self._guard(e.path, os.makedirs, path, 0o700, True)
-            else:
-                self._guard(e.path, _mkdir, path)
+            if e.path:
+                self._guard(e.path, self._mkdir, e.path)
         for e in plan.links:
-            if self._guard(e.path, self._symlink, e.target, join(self.root, e.path), e.mtime_ns):
+            if self._guard(e.path, self._symlink, e.target, e.path, e.mtime_ns):
                 self.progress.file_done(e.path, 0, "linked")
         for e in plan.meta:
-            path = join(self.root, e.path)
-            if self._guard(e.path, os.chmod, path, e.mode):
-                self._guard(e.path, _set_mtime, path, e.mtime_ns)
+            if self._guard(e.path, tree.chmod, e.path, e.mode):
+                self._guard(e.path, tree.set_mtime, e.path, e.mtime_ns)
         self.sink = Sink(self.root, plan.files, self.progress)
         for path in plan.conflicts:
             self.progress.file_failed(path, "a directory is in the way (mirror replaces it)")
@@ -111,17 +112,22 @@ class Destination:
             else:
                 for e in plan.delete:
                     self._delete(e)
+        try:
+            tree = self._tree()
+        except OSError:
+            return  # the root was never created; that failure was reported
         for e in reversed(plan.dirs):
-            path = join(self.root, e.path)
-            root = e.path == ""  # may be a link to the directory (rsync follows it, so do we)
             try:
-                st = os.stat(path) if root else os.lstat(path)
+                # The root may be a link to a directory (rsync follows it, so does the handle).
+                st = tree.lstat(e.path)
             except OSError:
                 continue  # its creation already failed and was reported
+            if not stat.S_ISDIR(st.st_mode):
+                continue
             if stat.S_IMODE(st.st_mode) != e.mode:
-                self._guard(e.path, os.chmod, path, e.mode)
+                self._guard(e.path, tree.chmod, e.path, e.mode)
             if st.st_mtime_ns != e.mtime_ns:
-                self._guard(e.path, _set_mtime, path, e.mtime_ns, root)
+                self._guard(e.path, tree.set_mtime, e.path, e.mtime_ns)
 
     # -- helpers -----------------------------------------------------------------------------
     def _plan(self) -> Plan:
@@ -154,39 +160,41 @@ class Destination:
             return
         self.progress.entry_deleted(e.path)
 
+    def _tree(self) -> Tree:
+        if self._tree_handle is None:
+            self._tree_handle = Tree(self.root)
+        return self._tree_handle
+
     def _remove(self, rel: str, recursive: bool) -> None:
-        path = join(self.root, rel)
+        tree = self._tree()
         try:
             if recursive:
-                shutil.rmtree(path)
-            elif stat.S_ISDIR(os.lstat(path).st_mode):
-                os.rmdir(path)
+                tree.rmtree(rel)
+            elif stat.S_ISDIR(tree.lstat(rel).st_mode):
+                tree.rmdir(rel)
             else:
-                os.unlink(path)
+                tree.unlink(rel)
         except FileNotFoundError:
             pass
 
-    @staticmethod
-    def _symlink(target: str, path: str, mtime_ns: int) -> None:
-        temp = temp_name(path)
+    def _mkdir(self, rel: str) -> None:
+        """mkdir that accepts an existing real directory only (never a link or a file)."""
+        tree = self._tree()
         try:
-            os.symlink(target, temp)
-            _set_mtime(temp, mtime_ns)
-            os.replace(temp, path)
+            tree.mkdir(rel)
+        except FileExistsError:
+            if not stat.S_ISDIR(tree.lstat(rel).st_mode):
+                raise NotADirectoryError(errno.ENOTDIR, "something else is in the way",
+                                         rel) from None
+
+    def _symlink(self, target: str, rel: str, mtime_ns: int) -> None:
+        tree = self._tree()
+        temp = temp_name(rel)
+        try:
+            tree.symlink(target, temp)
+            tree.set_mtime(temp, mtime_ns)
+            tree.rename(temp, rel)
         except BaseException:  # Ctrl-C included: never leave the temp link behind
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
+            with contextlib.suppress(OSError):
+                tree.unlink(temp)
             raise
-
-
-def _mkdir(path: str) -> None:
-    """mkdir that accepts an existing real directory only (never a link or a file there)."""
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        if not stat.S_ISDIR(os.lstat(path).st_mode):
-            raise NotADirectoryError(errno.ENOTDIR, "something else is in the way", path) from None
-
-
-def _set_mtime(path: str, mtime_ns: int, follow: bool = False) -> None:
-    os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=follow)

@@ -8,9 +8,10 @@ import threading
 from dataclasses import dataclass, field
 
 from . import tarshard
+from .beneath import Tree
 from .errors import ProtocolError
 from .manifest import Entry
-from .paths import check_relpath, join
+from .paths import check_relpath
 from .progress import Progress
 from .temps import temp_name
 
@@ -41,6 +42,7 @@ class Sink:
 
     def __init__(self, root: str, expected: list[Entry], progress: Progress) -> None:
         self.root = root
+        self.tree = Tree(root)  # every write resolves beneath this handle, never via a link
         self.expected = {e.path: e for e in expected}
         self.progress = progress
         self.done: set[str] = set()
@@ -66,11 +68,9 @@ class Sink:
     def write_file(self, entry: Entry, data: bytes | memoryview) -> None:
         if not self.wanted(entry.path):
             return
-        final = join(self.root, entry.path)
-        temp = temp_name(final)
+        temp = temp_name(entry.path)
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                         entry.mode & 0o777)
+            fd = self.tree.create(temp, entry.mode & 0o777)
         except OSError as exc:
             self.fail(entry.path, exc.strerror or str(exc))
             return
@@ -79,7 +79,7 @@ class Sink:
             while view:
                 view = view[os.write(fd, view):]
         except OSError as exc:
-            _discard(fd, temp)
+            self._discard(fd, temp)
             self.fail(entry.path, exc.strerror or str(exc))
             return
         try:
@@ -108,10 +108,9 @@ class Sink:
                 return None
             p = self._partials.get(entry.path)
             if p is None:
-                temp = temp_name(join(self.root, entry.path))
+                temp = temp_name(entry.path)
                 try:
-                    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                                 entry.mode & 0o777)
+                    fd = self.tree.create(temp, entry.mode & 0o777)
                 except OSError as exc:
                     self._fail_locked(entry.path, exc.strerror or str(exc))
                     return None
@@ -158,13 +157,13 @@ class Sink:
                 os.fchmod(fd, entry.mode)
             os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
         except OSError:
-            _discard(fd, temp)
+            self._discard(fd, temp)
             raise
         os.close(fd)
         try:
-            os.replace(temp, join(self.root, entry.path))
+            self.tree.rename(temp, entry.path)
         except OSError:
-            _unlink(temp)
+            self._unlink(temp)
             raise
 
     def _completed(self, entry: Entry) -> None:
@@ -185,7 +184,7 @@ class Sink:
             # Another stream may be writing to p.fd right now: unlink the name at once, but
             # close the descriptor only in close(), so the number cannot be reused under it.
             p.failed = True
-            _unlink(p.temp)
+            self._unlink(p.temp)
             self._dead.append(p)
         self.progress.file_failed(path, reason)
 
@@ -196,20 +195,18 @@ class Sink:
             dead, self._dead = self._dead, []
         for p in partials:
             p.failed = True
-            _discard(p.fd, p.temp)
+            self._discard(p.fd, p.temp)
         for p in dead:
-            _discard(p.fd, p.temp)
+            self._discard(p.fd, p.temp)
         for path in self.expected:
             if path not in self.done and path not in self.failed:
                 self.fail(path, "not received")
 
+    def _discard(self, fd: int, temp: str) -> None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        self._unlink(temp)
 
-def _discard(fd: int, temp: str) -> None:
-    with contextlib.suppress(OSError):
-        os.close(fd)
-    _unlink(temp)
-
-
-def _unlink(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
+    def _unlink(self, temp: str) -> None:
+        with contextlib.suppress(OSError):
+            self.tree.unlink(temp)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 
 TEMP_MARK = ".blit-tmp."
 
@@ -14,9 +15,9 @@ def temp_name(final: str) -> str:
 
     The name part is cut to 150 UTF-8 bytes, so the temp name of any legal name fits NAME_MAX.
     """
-    head, _, name = final.rpartition("/")
+    head, sep, name = final.rpartition("/")
     short = name.encode("utf-8", "surrogateescape")[:150].decode("utf-8", "ignore")
-    return f"{head}/{TEMP_MARK}{os.getpid()}.{secrets.token_hex(4)}.{short}"
+    return f"{head}{sep}{TEMP_MARK}{os.getpid()}.{secrets.token_hex(4)}.{short}"
 
 
 def is_temp(name: str) -> bool:
@@ -40,13 +41,13 @@ def is_stale(name: str) -> bool:
     return False
 
 
-def remove_stale(root: str, rels: list[str]) -> int:
-    """Delete the stale temp files among `rels` (relative to `root`); returns how many."""
+def remove_stale(unlink: Callable[[str], None], rels: list[str]) -> int:
+    """Delete (with `unlink`) the stale temp files among `rels`; returns how many."""
     removed = 0
     for rel in rels:
         if is_stale(rel.rpartition("/")[2]):
             try:
-                os.unlink(f"{root.rstrip('/')}/{rel}")
+                unlink(rel)
                 removed += 1
             except OSError:
                 pass

@@ -1,0 +1,156 @@
+"""Filesystem steps on relative paths under one root that never pass through a symlink.
+
+Every step opens the parent directory with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)
+relative to a handle on the root, then acts on the last name with the *at() calls. A
+directory swapped for a symlink between plan and write makes that step fail (ELOOP/EXDEV); it
+cannot redirect a write outside the tree. Where openat2 is missing (Linux < 5.6), the parent is
+walked one component at a time with O_NOFOLLOW, which gives the same guarantee.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_SYS_OPENAT2 = 437  # the same number on every Linux architecture
+_RESOLVE = 0x08 | 0x04 | 0x02  # BENEATH | NO_SYMLINKS | NO_MAGICLINKS
+_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+_libc = ctypes.CDLL(None, use_errno=True)
+_have_openat2 = True
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
+
+def _openat2(dir_fd: int, path: str, flags: int) -> int:
+    how = _OpenHow(flags, 0, _RESOLVE)
+    fd = _libc.syscall(_SYS_OPENAT2, dir_fd, os.fsencode(path), ctypes.byref(how),
+                       ctypes.sizeof(how))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return int(fd)
+
+
+def _walk(dir_fd: int, path: str) -> int:
+    fd = os.dup(dir_fd)
+    try:
+        for part in path.split("/"):
+            if part in ("", ".", ".."):  # what RESOLVE_BENEATH refuses, refused here too
+                raise OSError(errno.EXDEV, "path leaves the tree", path)
+            nxt = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_dir(dir_fd: int, path: str) -> int:
+    """An O_PATH handle on directory `path` under `dir_fd`, refusing any symlink on the way."""
+    global _have_openat2
+    if _have_openat2:
+        try:
+            return _openat2(dir_fd, path, _DIR_FLAGS)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSYS, errno.EPERM):  # EPERM: seccomp filters
+                raise
+            _have_openat2 = False
+    return _walk(dir_fd, path)
+
+
+class Tree:
+    """A handle on a root directory (which may itself be reached through a link: the user
+    named it) and the confined steps the DESTINATION takes inside it."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self) -> None:
+        # Closed when the last user lets go: an explicit close() could pull the descriptor
+        # from under a stream thread that is still writing.
+        with contextlib.suppress(OSError, AttributeError):
+            self.close()
+
+    @contextmanager
+    def at(self, rel: str) -> Iterator[tuple[int, str]]:
+        """(handle on the parent directory of `rel`, last name of `rel`)."""
+        head, _, name = rel.rpartition("/")
+        if not head:
+            yield self.fd, name
+            return
+        fd = open_dir(self.fd, head)
+        try:
+            yield fd, name
+        finally:
+            os.close(fd)
+
+    def create(self, rel: str, mode: int) -> int:
+        with self.at(rel) as (d, name):
+            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                           | os.O_CLOEXEC, mode, dir_fd=d)
+
+    def rename(self, src: str, dst: str) -> None:
+        """Rename within one directory (a temp name onto its final name)."""
+        with self.at(dst) as (d, name):
+            os.replace(src.rpartition("/")[2], name, src_dir_fd=d, dst_dir_fd=d)
+
+    def unlink(self, rel: str) -> None:
+        with self.at(rel) as (d, name):
+            os.unlink(name, dir_fd=d)
+
+    def rmdir(self, rel: str) -> None:
+        with self.at(rel) as (d, name):
+            os.rmdir(name, dir_fd=d)
+
+    def rmtree(self, rel: str) -> None:
+        with self.at(rel) as (d, name):
+            shutil.rmtree(name, dir_fd=d)
+
+    def mkdir(self, rel: str, mode: int = 0o700) -> None:
+        with self.at(rel) as (d, name):
+            os.mkdir(name, mode, dir_fd=d)
+
+    def symlink(self, target: str, rel: str) -> None:
+        with self.at(rel) as (d, name):
+            os.symlink(target, name, dir_fd=d)
+
+    def lstat(self, rel: str) -> os.stat_result:
+        if rel == "":
+            return os.fstat(self.fd)
+        with self.at(rel) as (d, name):
+            return os.stat(name, dir_fd=d, follow_symlinks=False)
+
+    def set_mtime(self, rel: str, mtime_ns: int) -> None:
+        if rel == "":
+            os.utime(self.fd, ns=(mtime_ns, mtime_ns))
+            return
+        with self.at(rel) as (d, name):
+            os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=d, follow_symlinks=False)
+
+    def chmod(self, rel: str, mode: int) -> None:
+        """chmod that never follows a link (Linux has no lchmod: open, then fchmod)."""
+        if rel == "":
+            os.fchmod(self.fd, mode)
+            return
+        with self.at(rel) as (d, name):
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                         dir_fd=d)
+            try:
+                os.fchmod(fd, mode)
+            finally:
+                os.close(fd)
