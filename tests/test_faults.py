@@ -3,6 +3,7 @@ sources that change while being sent, deletion caps. Each fails without its prot
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -71,8 +72,11 @@ def test_client_killed_mid_push_then_rerun(tmp_path: Path) -> None:
         # The daemon notices the dead stream and drops the temp file at once.
         assert wait_for(lambda: not temps(module), 10), temps(module)
         assert not (module / "dst" / "big.bin").exists()
+        missing = [p for p in src.rglob("*") if p.is_file()
+                   and not (module / "dst" / p.relative_to(src)).exists()]
         again = blit("copy", "--json", str(src) + "/", d.url("m", "dst"))
         assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout.splitlines()[-1])["files_transferred"] == len(missing)
     assert_same_tree(src, module / "dst")
 
 
@@ -138,16 +142,26 @@ def test_stalled_client_times_out_the_push(tmp_path: Path) -> None:
     module = tmp_path / "module"
     module.mkdir()
     with running_daemon(tmp_path, "--timeout", "2", "--module", f"m={module}") as d:
+        baseline = threads(d.proc.pid)
         push = cli("copy", "--streams", "1", str(src) + "/", d.url("m", "dst"))
         assert wait_for(lambda: bool(temps(module))), "transfer never started"
         os.kill(push.pid, signal.SIGSTOP)
         try:
             assert wait_for(lambda: not temps(module), 15), "daemon kept the stalled stream"
             assert "stalled" in d.log.read_text()
+            # The stream's thread ended with it: no thread leak (idle worker threads of the
+            # event loop's pool may stay, a few at most).
+            assert wait_for(lambda: threads(d.proc.pid) <= baseline + 2, 10), \
+                (baseline, threads(d.proc.pid))
         finally:
             push.kill()
             push.wait()
         assert httpx.get(f"http://{d.addr}/healthz").status_code == 200
+
+
+def threads(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("Threads:")).split()[1])
 
 
 def open_push(d: Daemon, module: str, files: list[tuple[str, int]]) -> dict[str, object]:
