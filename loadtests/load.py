@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadtests.procs import free_port, status_kib
 from tests.helpers import assert_same_tree
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,24 +93,6 @@ def make_load_tree(root: Path, seed: int, *, small: int, big: tuple[int, ...]) -
 
 # -- the daemon ------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def vm_kib(pid: int, key: str = "VmHWM:") -> int:
-    """A /proc/PID/status memory figure in KiB (0 when the process is gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 @dataclass
 class Blitd:
     proc: subprocess.Popen[bytes]
@@ -147,7 +130,7 @@ def running_blitd(work: Path, load: Path, shared: Path) -> Iterator[Blitd]:
 
     def poll() -> None:
         while not stop.wait(0.05):
-            daemon.peak_kib = max(daemon.peak_kib, vm_kib(proc.pid))
+            daemon.peak_kib = max(daemon.peak_kib, status_kib(proc.pid))
 
     poller = threading.Thread(target=poll, daemon=True)
     try:
@@ -169,7 +152,7 @@ def running_blitd(work: Path, load: Path, shared: Path) -> Iterator[Blitd]:
         stop.set()
         if poller.is_alive():
             poller.join()
-        daemon.peak_kib = max(daemon.peak_kib, vm_kib(proc.pid))
+        daemon.peak_kib = max(daemon.peak_kib, status_kib(proc.pid))
         proc.terminate()
         try:
             proc.wait(timeout=15)
@@ -393,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
             th.join()
         wall = time.monotonic() - t0
         healthy = daemon.proc.poll() is None
-        end_rss_kib, end_fds = vm_kib(daemon.proc.pid, "VmRSS:"), daemon.fds()
+        end_rss_kib, end_fds = status_kib(daemon.proc.pid, "VmRSS:"), daemon.fds()
         # Overlap destinations: every worker of a group pushed the same tree there.
         for group in sorted({overlap_group(k) for k, r in enumerate(roles) if r == "overlap"}):
             gdir = load / "overlap" / f"g{group}"

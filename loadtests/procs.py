@@ -108,7 +108,7 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _status_kib(pid: int, key: str = "VmHWM:") -> int:
+def status_kib(pid: int, key: str = "VmHWM:") -> int:
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
@@ -137,7 +137,7 @@ class RssWatch:
     def __enter__(self) -> RssWatch:
         if self.pid is None:
             return self
-        self.start_kib = _status_kib(self.pid, "VmRSS:")
+        self.start_kib = status_kib(self.pid, "VmRSS:")
         try:
             with open(f"/proc/{self.pid}/clear_refs", "w") as f:
                 f.write("5")
@@ -155,7 +155,7 @@ class RssWatch:
             if pid in seen:
                 continue
             seen.add(pid)
-            self.peak_kib = max(self.peak_kib, _status_kib(pid))
+            self.peak_kib = max(self.peak_kib, status_kib(pid))
             if pid != self.pid:
                 cpu = _process_cpu(pid, own_only=True)
                 if cpu:
