@@ -23,7 +23,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	$(BIN)/python -m loadtests.bench
+	$(BIN)/python -m loadtests.bench --tuning --scale --scratch-fs 60
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m loadtests.bench --quick

@@ -624,6 +624,10 @@ def test_transfer_ids(env: Env) -> None:
     def run(sid: str, suffix: str, method: str, raw: bool) -> None:
         if sid == real and method == "DELETE":
             sid += "x"
+        if "/.." in sid and method != "GET":
+            # httpx folds "x/../real" into "real": that would really abort or finish the one
+            # live session this test still reads at the end; a bogus id keeps the fuzzing.
+            sid = sid.replace(real, "0" * len(real))
         enc = quote(sid, safe="/" if raw else "")
         content = b"{}" if method in ("POST", "PUT") and sid != real else None
         if sid == real and suffix in ("/stream", "/finish", "/negotiate"):
