@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.procs import free_port, status_kib
+from loadtests.procs import stop as stop_process
 from tests.helpers import assert_same_tree
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,12 +154,7 @@ def running_blitd(work: Path, load: Path, shared: Path) -> Iterator[Blitd]:
         if poller.is_alive():
             poller.join()
         daemon.peak_kib = max(daemon.peak_kib, status_kib(proc.pid))
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 # -- running clients -------------------------------------------------------------------------
