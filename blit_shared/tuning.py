@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 KiB, MiB = 1 << 10, 1 << 20
 MAX_STREAMS = 8
+SMALL_FILE = 256 * KiB  # below this, files travel in tar shards
 # HTTP/2 carrier: receive window and frame size both ends announce (the h2 defaults, 64 KiB
 # windows and 16 KiB frames, hold a stream to ~0.1 GB/s; 16 MiB frames measured slower).
 H2_WINDOW = 16 * MiB
@@ -31,19 +32,18 @@ class Tuning:
 def tune(sizes: list[int], *, streams: int | None = None, cpus: int | None = None) -> Tuning:
     """Choose transfer parameters for files of `sizes` bytes.
 
-    Few bytes → one stream (setup costs more than parallelism gains); many bytes → one stream per
-    core plus one, capped, so a single large file is still striped over every stream.
+    Small files → one stream: their cost is Python per file, and more threads only fight over
+    the GIL (20,000 files on 2 cores: 1 stream 1.25 s push / 1.19 s pull / 1.07 s local, 3
+    streams 1.69 / 1.52 / 1.50 s). Bytes in large files → one stream per core plus one, capped,
+    so a single large file is still striped over every stream.
     """
     cpus = cpus or os.cpu_count() or 2
-    total = sum(sizes)
+    large = sum(s for s in sizes if s >= SMALL_FILE)
     if streams is None:
-        if total < 8 * MiB or len(sizes) <= 1 and total < 64 * MiB:
-            streams = 1
-        else:
-            streams = min(MAX_STREAMS, max(2, cpus + 1))
+        streams = 1 if large < 64 * MiB else min(MAX_STREAMS, max(2, cpus + 1))
     streams = max(1, min(streams, MAX_STREAMS * 4))
     largest = max(sizes, default=0)
     # Ranges small enough that every stream gets several, large enough to amortise headers.
     range_bytes = max(8 * MiB, min(128 * MiB, largest // (streams * 4) or 8 * MiB))
-    return Tuning(streams=streams, small_file=256 * KiB, shard_bytes=4 * MiB, shard_files=2048,
+    return Tuning(streams=streams, small_file=SMALL_FILE, shard_bytes=4 * MiB, shard_files=2048,
                   range_bytes=range_bytes, buffer=1 * MiB)

@@ -104,6 +104,9 @@ def test_tune_stream_count() -> None:
     assert tune([50 * MiB], cpus=2).streams == 1  # one mid-size file: no striping
     assert tune([100 * MiB], cpus=2).streams == 3
     assert tune([MiB] * 100, cpus=2).streams == 3
+    # Many small files, however many bytes: one stream (threads only contend for the GIL).
+    assert tune([16 * KiB] * 20_000, cpus=2).streams == 1
+    assert tune([16 * KiB] * 20_000 + [100 * MiB], cpus=2).streams == 3
     assert tune([MiB] * 100, cpus=64).streams == MAX_STREAMS
     assert tune([MiB] * 100, streams=5).streams == 5
     assert tune([MiB], streams=1000).streams == MAX_STREAMS * 4
