@@ -14,7 +14,6 @@ from blit_shared.manifest import Manifest
 from blit_shared.options import Options
 from blit_shared.progress import Progress
 from blit_shared.receiver import Receiver
-from blit_shared.sink import Sink
 from blit_shared.source import stream_frames
 from blit_shared.transport import dial, http_chunks, receive, send_frames
 from blit_shared.tuning import Tuning
@@ -142,7 +141,7 @@ def _pull(api: DaemonClient, src: Remote, dst_arg: str, opts: Options, progress:
                     receiver.feed(chunk)
                 receiver.close()
 
-            _run_streams(grant, tcp, http, sink)
+            _run_streams(grant, tcp, http)
         finally:
             dest.finish()
         summary = progress.summary(carrier=grant["carrier"],
@@ -160,7 +159,7 @@ def _dial(api: DaemonClient, grant: dict[str, Any], token: str) -> socket.socket
 
 
 def _run_streams(grant: dict[str, Any], tcp: Callable[[str], None],
-                 http: Callable[[str], None], sink: Sink | None = None) -> None:
+                 http: Callable[[str], None]) -> None:
     """Run one thread per granted stream; the first carrier error is raised after all end."""
     carrier = tcp if grant["carrier"] == "tcp" else http
     keys = grant.get("tokens") or [str(i) for i in range(grant["streams"])]

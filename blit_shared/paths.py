@@ -35,7 +35,3 @@ def join(root: str, rel: str) -> str:
     if rel == "":
         return root
     return f"{root.rstrip('/')}/{rel}"
-
-
-def parent(rel: str) -> str:
-    return rel.rpartition("/")[0]
