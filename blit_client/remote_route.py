@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +17,7 @@ from blit_shared.receiver import Receiver
 from blit_shared.source import stream_frames
 from blit_shared.transport import dial, http_chunks, receive, send_frames
 from blit_shared.tuning import Tuning
+from blit_shared.workers import run_all
 
 from .api import Connection, DaemonClient
 from .endpoints import Endpoint, Local, Remote
@@ -163,23 +164,11 @@ def _run_streams(grant: dict[str, Any], tcp: Callable[[str], None],
     """Run one thread per granted stream; the first carrier error is raised after all end."""
     carrier = tcp if grant["carrier"] == "tcp" else http
     keys = grant.get("tokens") or [str(i) for i in range(grant["streams"])]
-    errors: list[BaseException] = []
-
-    def run(key: str) -> None:
-        try:
-            carrier(key)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(k,), daemon=True) for k in keys]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        exc = errors[0]
-        if isinstance(exc, BlitError):
-            raise exc
+    try:
+        run_all([functools.partial(carrier, key) for key in keys])
+    except BlitError:
+        raise
+    except Exception as exc:
         raise BlitError(f"data stream failed: {exc}", code="carrier") from exc
 
 

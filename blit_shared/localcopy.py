@@ -11,6 +11,7 @@ from .payload import Shard
 from .sink import Partial, Sink
 from .source import Source, SourceChanged, describe_error
 from .tuning import Tuning
+from .workers import run_all
 
 _NO_COPY_RANGE = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}
 
@@ -18,43 +19,27 @@ _NO_COPY_RANGE = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}
 def copy_local(source: Source, sink: Sink, files: list[Entry], tuning: Tuning) -> None:
     """Copy `files` from `source` into `sink` with `tuning.streams` worker threads."""
     payloads = source.queue(files, tuning)
-    errors: list[BaseException] = []
     stop = threading.Event()
 
     def worker() -> None:
-        try:
-            while not stop.is_set() and (payload := payloads.get()) is not None:
-                if isinstance(payload, Shard):
-                    for e in payload.entries:
-                        if stop.is_set():
-                            break
-                        try:
-                            data = source.read_small(e)
-                        except OSError as exc:
-                            sink.fail(e.path, describe_error(exc))
-                            continue
-                        sink.write_file(e, data)
-                else:
-                    _copy_span(source, sink, payload.entry, payload.offset, payload.length,
-                               tuning.buffer)
-        except BaseException as exc:  # surfaced to the caller after join()
-            errors.append(exc)
+        while not stop.is_set() and (payload := payloads.get()) is not None:
+            if isinstance(payload, Shard):
+                for e in payload.entries:
+                    if stop.is_set():
+                        break
+                    try:
+                        data = source.read_small(e)
+                    except OSError as exc:
+                        sink.fail(e.path, describe_error(exc))
+                        continue
+                    sink.write_file(e, data)
+            else:
+                _copy_span(source, sink, payload.entry, payload.offset, payload.length,
+                           tuning.buffer)
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(tuning.streams)]
-    for t in threads:
-        t.start()
-    try:
-        for t in threads:
-            t.join()
-    except BaseException:
-        # Ctrl-C: let each worker finish the file in hand, so that none is left half-written
-        # as a temp file when the process exits; the caller's finish() then cleans up.
-        stop.set()
-        for t in threads:
-            t.join()
-        raise
-    if errors:
-        raise errors[0]
+    # Ctrl-C: each worker finishes the file in hand, so none is left half-written as a temp
+    # file when the process exits; the caller's finish() then cleans up.
+    run_all([worker] * tuning.streams, on_interrupt=stop.set)
 
 
 def _copy_span(source: Source, sink: Sink, e: Entry, offset: int, length: int,
