@@ -16,13 +16,11 @@ except ImportError:  # pragma: no cover
 
 from blit_shared import __version__
 from blit_shared.errors import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, BlitError, UsageError
-from blit_shared.options import Options
+from blit_shared.options import IO_TIMEOUT, Options
 from blit_shared.progress import Progress
 from blit_shared.receiver import VERIFY_FAILED
-from blit_shared.transport import IO_TIMEOUT
 
-from .api import Connection, DaemonClient
-from .endpoints import Local, parse
+from .endpoints import Connection, Local, parse
 from .local_route import run_local
 from .render import Renderer
 
@@ -97,6 +95,7 @@ def mirror(src: str, dst: str, progress: ProgressOpt = False, verbose: VerboseOp
 def ls(target: str, json: JsonOpt = False, http2: Http2Opt = False, token: TokenOpt = None,
        tls: TlsOpt = False, ca: CaOpt = None) -> None:
     """List a daemon's modules (HOST:PORT) or a remote directory (HOST:PORT:/MODULE/PATH)."""
+    from .api import DaemonClient
     from .render import human_bytes
 
     remote = parse(target)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from blit_shared.errors import UsageError
+from blit_shared.options import IO_TIMEOUT
 from blit_shared.paths import check_relpath
+
+if TYPE_CHECKING:
+    import ssl
 
 DEFAULT_PORT = 9031
 _HOSTPATH = re.compile(
@@ -71,3 +76,24 @@ def _remote(host: str, port: int, path: str) -> Remote:
     check_relpath(rel)
     # A module root has no name of its own to nest under: it always means its contents.
     return Remote(host, port, parts[0], rel, path.endswith("/") or rel == "")
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """How to reach a daemon: HTTP version, TLS trust, bearer token, stall timeout."""
+
+    http2: bool = False
+    io_timeout: float = IO_TIMEOUT
+    token: str | None = None
+    tls: bool = False
+    ca: str | None = None  # a CA bundle to trust (implies TLS)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not (self.tls or self.ca):
+            return None
+        import ssl  # only TLS users pay for loading it
+
+        try:
+            return ssl.create_default_context(cafile=self.ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"cannot load CA file {self.ca}: {exc}") from None

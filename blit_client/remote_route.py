@@ -19,8 +19,8 @@ from blit_shared.transport import dial, http_chunks, receive, send_frames
 from blit_shared.tuning import Tuning
 from blit_shared.workers import run_all
 
-from .api import Connection, DaemonClient
-from .endpoints import Endpoint, Local, Remote
+from .api import DaemonClient
+from .endpoints import Connection, Endpoint, Local, Remote
 from .local_route import (
     Confirm,
     LocalSource,
@@ -113,11 +113,12 @@ def _pull(api: DaemonClient, src: Remote, dst_arg: str, opts: Options, progress:
     with _SessionGuard(api, sid):
         kind, name = opened["source"]["kind"], opened["source"]["name"]
         where = local_placement(dst_arg, kind, name, src.trailing_slash)
+        dest = make_destination(where, opts, progress)
+        dest.prescan()
         manifest = Manifest.from_wire(api.call("GET", f"/v1/transfers/{sid}/manifest"))
         if where.single_name is not None and manifest.entries:
             manifest.entries[0].path = where.single_name
         scanned(progress, manifest.errors, len(manifest.entries))
-        dest = make_destination(where, opts, progress)
         progress.set_phase("plan")
         plan = dest.make_plan(manifest)
         extra = {"dry_run": opts.dry_run, "fallback": False,

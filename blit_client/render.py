@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from rich.console import Console
-from rich.markup import escape as _esc
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    SpinnerColumn,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.progress import (
-    Progress as Bar,
-)
 
 from blit_shared.progress import Progress
+
+if TYPE_CHECKING:
+    from rich.progress import Progress as Bar
 
 DRY_VERBS = {"mkdir": "would create", "copy": "would copy", "link": "would link",
              "delete": "would delete"}
@@ -42,8 +31,6 @@ class Renderer:
     def __init__(self, *, bar: bool, verbose: bool, json: bool) -> None:
         self.json = json
         self.verbose = verbose and not json
-        self.out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
-        self.err = Console(file=sys.stderr, highlight=False)
         self._lock = threading.Lock()
         self._bar: Bar | None = None
         self._task: Any = None
@@ -62,30 +49,51 @@ class Renderer:
             return
         kind = event["event"]
         if kind == "fail":
-            self._print(f"[red]failed[/] {_esc(event['path'])}: {_esc(event['reason'])}",
-                        err=True)
+            self._print(f"failed {event['path']}: {event['reason']}", err=True, style="red")
         elif kind == "warning":
-            self._print(f"[yellow]warning:[/] {_esc(event['message'])}", err=True)
+            self._print(f"warning: {event['message']}", err=True, style="yellow")
         elif kind == "file" and self.verbose:
             verb = event["action"]
-            self._print(f"{verb} {_esc(event['path'])}")
+            self._print(f"{verb} {event['path']}")
         elif kind == "notice" and not self.json:
-            self._print(_esc(event["message"]), err=True)
+            self._print(event["message"], err=True)
 
-    def _print(self, text: str, err: bool = False) -> None:
-        console = self._bar.console if self._bar is not None else (self.err if err else self.out)
+    def _print(self, text: str, err: bool = False, style: str | None = None) -> None:
+        """Plain lines; rich only while the bar is drawn or to colour a terminal (its import
+        costs ~25 ms of start-up, and plain writes keep `-v` fast on big trees)."""
+        stream = sys.stderr if err else sys.stdout
         with self._lock:
-            console.print(text)
+            if self._bar is not None:
+                self._bar.console.print(text, style=style, markup=False, highlight=False)
+            elif style and stream.isatty():
+                from rich.console import Console
+
+                Console(file=stream).print(text, style=style, markup=False, highlight=False)
+            else:
+                stream.write(text + "\n")
 
     # -- progress bar --------------------------------------------------------------------------
     def start(self, progress: Progress) -> None:
         self._progress = progress
         if not self._want_bar:
             return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            SpinnerColumn,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+        from rich.progress import Progress as Bar
+
         self._bar = Bar(
             SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
             TaskProgressColumn(), TextColumn("{task.fields[files]}"), DownloadColumn(),
-            TransferSpeedColumn(), TimeRemainingColumn(), console=self.err, transient=False,
+            TransferSpeedColumn(), TimeRemainingColumn(),
+            console=Console(file=sys.stderr, highlight=False), transient=False,
         )
         self._task = self._bar.add_task("scanning…", total=None, files="")
         self._bar.start()
@@ -125,7 +133,7 @@ class Renderer:
                 if self.json:
                     self({"event": "plan_item", "action": action, "path": path, "size": size})
                 else:
-                    self._print(f"{DRY_VERBS[action]} {_esc(path or '.')}")
+                    self._print(f"{DRY_VERBS[action]} {path or '.'}")
 
     def summary(self, summary: dict[str, Any]) -> None:
         if self.json:
@@ -144,5 +152,5 @@ class Renderer:
             extra.append("fell back to http")
         if extra:
             line2 += " · " + " · ".join(extra)
-        self.out.print(line1)
-        self.out.print(line2)
+        self._print(line1)
+        self._print(line2)

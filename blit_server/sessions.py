@@ -189,12 +189,15 @@ class Sessions:
         progress = Progress()
         session = Session(secrets.token_hex(16), "push", module, options, progress)
         progress.listener = session.record
-        session.destination = Destination(where.root, progress, excludes=Excludes(options.excludes),
+        dest = Destination(where.root, progress, excludes=Excludes(options.excludes),
                            mirror=options.mirror, checksum=options.checksum,
                            single_name=where.single_name,
                            allow_empty_source=options.allow_empty_source,
-            max_delete=options.max_delete)
-        return self._add(session)
+                           max_delete=options.max_delete)
+        session.destination = dest
+        self._add(session)
+        dest.prescan()  # overlaps the client's own SOURCE scan
+        return session
 
     def open_pull(self, module: Module, rel: str, trailing: bool, options: Options) -> Session:
         path = module_path(module, rel)

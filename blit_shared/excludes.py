@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import pathspec
+from typing import Any
 
 from .errors import UsageError
 
@@ -14,9 +13,14 @@ class Excludes:
 
     def __init__(self, patterns: Sequence[str] = ()) -> None:
         self.patterns = list(patterns)
+        self._spec = self._compile(self.patterns) if self.patterns else None
+
+    @staticmethod
+    def _compile(patterns: list[str]) -> Any:
+        import pathspec  # loaded only when there are patterns: it costs ~10 ms of start-up
+
         try:
-            self._spec = (pathspec.GitIgnoreSpec.from_lines(self.patterns)
-                          if self.patterns else None)
+            return pathspec.GitIgnoreSpec.from_lines(patterns)
         except Exception as exc:  # pathspec raises its own errors and re.error
             raise UsageError(f"bad --exclude pattern: {exc}") from None
 

@@ -9,6 +9,7 @@ from .errors import UsageError
 
 MAX_EXCLUDES = 1000
 MAX_PATTERN = 1024
+IO_TIMEOUT = 60.0  # seconds without progress before a data stream is declared stalled
 
 
 @dataclass(slots=True)

@@ -23,6 +23,7 @@ def _umask() -> int:
 
 
 UMASK = _umask()
+KEEP_DIRS = 256  # parent directory handles a Sink holds open (see beneath.Tree)
 
 
 @dataclass(slots=True)
@@ -42,7 +43,8 @@ class Sink:
 
     def __init__(self, root: str, expected: list[Entry], progress: Progress) -> None:
         self.root = root
-        self.tree = Tree(root)  # every write resolves beneath this handle, never via a link
+        # Every write resolves beneath this handle, never via a link.
+        self.tree = Tree(root, keep_dirs=KEEP_DIRS)
         self.expected = {e.path: e for e in expected}
         self.progress = progress
         self.done: set[str] = set()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
 import os
-import secrets
 from collections.abc import Callable
 
 TEMP_MARK = ".blit-tmp."
@@ -16,8 +16,22 @@ def temp_name(final: str) -> str:
     The name part is cut to 150 UTF-8 bytes, so the temp name of any legal name fits NAME_MAX.
     """
     head, sep, name = final.rpartition("/")
-    short = name.encode("utf-8", "surrogateescape")[:150].decode("utf-8", "ignore")
-    return f"{head}{sep}{TEMP_MARK}{os.getpid()}.{secrets.token_hex(4)}.{short}"
+    if len(name) > 37:  # 37 characters are at most 148 bytes: only long names need cutting
+        name = name.encode("utf-8", "surrogateescape")[:150].decode("utf-8", "ignore")
+    # <random> is a per-process prefix and a counter: unique without a getrandom() per file.
+    return f"{head}{sep}{TEMP_MARK}{os.getpid()}.{_PREFIX}{next(_counter):x}.{name}"
+
+
+_PREFIX = os.urandom(4).hex()
+_counter = itertools.count()
+
+
+def _reseed() -> None:  # a forked child must not reuse its parent's names
+    global _PREFIX, _counter
+    _PREFIX, _counter = os.urandom(4).hex(), itertools.count()
+
+
+os.register_at_fork(after_in_child=_reseed)
 
 
 def is_temp(name: str) -> bool:

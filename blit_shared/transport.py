@@ -10,6 +10,7 @@ import ssl
 from collections.abc import Iterable, Iterator
 
 from .errors import BlitError, ProtocolError
+from .options import IO_TIMEOUT
 from .receiver import Receiver
 from .source import FileSpan, Frame, read_span
 
@@ -17,7 +18,6 @@ HELLO = b"BLTK"
 TOKEN_BYTES = 32
 ACK = b"\x01"
 HTTP_CHUNK = 1 << 20
-IO_TIMEOUT = 60.0  # seconds without progress before a data stream is declared stalled
 
 
 class CarrierError(BlitError):
