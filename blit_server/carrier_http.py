@@ -1,0 +1,119 @@
+"""The HTTP carrier: a transfer's record stream as a PUT body (push) or a GET body (pull)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from blit_shared.errors import BlitError, Conflict, ProtocolError
+from blit_shared.receiver import Receiver
+from blit_shared.source import stream_frames
+from blit_shared.transport import http_chunks
+
+from .context import daemon_of, session_of
+from .http import JSON, error_response
+
+FEED_BATCH = 1 << 20
+DISCARD_CAP = 256 << 20  # body bytes read and dropped after an early error, at most
+DISCARD_IDLE = 0.5       # ...and for no longer than this without a new chunk
+
+
+async def put_stream(request: Request) -> Response:
+    """HTTP carrier, push: one record stream as the request body."""
+    timeout = daemon_of(request).config.timeout
+    try:
+        return await _receive_stream(request, timeout)
+    except BlitError as exc:
+        # Refused before (or while) reading the body: answer now, then read the rest and drop
+        # it, so the connection ends in a state Hypercorn can close (an unread body hangs it).
+        await _discard_body(request, DISCARD_IDLE)
+        return error_response(request, exc.code, exc.message, exc.status)
+
+
+async def _discard_body(request: Request, timeout: float) -> None:
+    with contextlib.suppress(Exception):
+        discarded = 0
+        async for chunk in _stalling(request.stream(), timeout):
+            discarded += len(chunk)
+            if discarded > DISCARD_CAP:
+                return
+
+
+async def _receive_stream(request: Request, timeout: float) -> Response:
+    s = session_of(request)
+    if s.carrier != "http" or s.destination is None or s.destination.sink is None:
+        raise Conflict("this transfer has no HTTP stream to receive")
+    receiver = Receiver(s.destination.sink, s.options.verify)
+    error = None
+    try:
+        # Chunks go to the worker thread as they came, in batches: joining them first copied
+        # every byte twice more on the event loop, which is what limits an HTTP upload.
+        batch: list[bytes] = []
+        size = 0
+        async for chunk in _stalling(request.stream(), timeout):
+            batch.append(chunk)
+            size += len(chunk)
+            if size >= FEED_BATCH:
+                await run_in_threadpool(_feed, receiver, batch)
+                batch, size = [], 0
+        if batch:
+            await run_in_threadpool(_feed, receiver, batch)
+        receiver.close()
+    except BlitError as exc:
+        error = exc.message
+        raise
+    finally:
+        s.stream_finished(error)
+    return JSON({"ok": True, "records": receiver.decoder.records})
+
+
+def _feed(receiver: Receiver, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        receiver.feed(chunk)
+
+
+async def _stalling(chunks: AsyncIterator[bytes], timeout: float) -> AsyncIterator[bytes]:
+    """`chunks`, ending with a clear error when none arrives for `timeout` seconds (hypercorn's
+    read_timeout would also cut long pull responses, whose client sends nothing). The deadline
+    covers only the wait for a chunk (never the consumer's work), and asyncio.timeout is a
+    timer where wait_for made a task per chunk."""
+    it = chunks.__aiter__()
+    while True:
+        try:
+            async with asyncio.timeout(timeout):
+                chunk = await it.__anext__()
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise ProtocolError(f"HTTP stream stalled: nothing for {timeout:g} s") from None
+        yield chunk
+
+
+async def get_stream(request: Request) -> Response:
+    """HTTP carrier, pull: one record stream as the response body."""
+    s = session_of(request)
+    if s.carrier != "http" or s.source is None or s.queue is None:
+        raise Conflict("this transfer has no HTTP stream to send")
+    source, payloads = s.source, s.queue
+
+    def body() -> Iterator[bytes]:
+        error = "stream aborted"
+        try:
+            yield from http_chunks(stream_frames(source, payloads))
+            error = None
+        finally:
+            s.stream_finished(error)
+
+    return StreamingResponse(body(), media_type="application/octet-stream")
+
+
+ROUTES = [
+    Route("/v1/transfers/{id}/stream", put_stream, methods=["PUT"]),
+    Route("/v1/transfers/{id}/stream", get_stream, methods=["GET"]),
+]

@@ -1,0 +1,192 @@
+"""Transfer endpoints: open, manifest, negotiate, status, finish, summary, abort."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from blit_shared.errors import Conflict, ProtocolError, UsageError
+from blit_shared.manifest import Manifest
+from blit_shared.options import Options
+from blit_shared.paths import check_relpath
+from blit_shared.tuning import tune
+
+from .context import daemon_of, module_of, retired_summary, session_of
+from .http import JSON, MANIFEST_BODY, field, read_json
+
+log = logging.getLogger("blitd")
+
+
+async def open_transfer(request: Request) -> Response:
+    daemon = daemon_of(request)
+    data = await read_json(request)
+    direction = field(data, "direction", str)
+    module = module_of(request, field(data, "module", str))
+    rel = field(data, "path", str, "").strip("/")
+    trailing = field(data, "trailing_slash", bool, False)
+    options = Options.from_json(field(data, "options", dict, {}))
+    if direction == "push":
+        src = field(data, "source", dict)
+        s = await run_in_threadpool(
+            daemon.sessions.open_push, module, rel, trailing, field(src, "kind", str),
+            field(src, "name", str), field(src, "contents", bool), options)
+        assert s.destination is not None
+        return JSON({"id": s.id, "direction": "push",
+                     "single_name": s.destination.single_name}, status_code=201)
+    if direction == "pull":
+        s = await run_in_threadpool(daemon.sessions.open_pull, module, rel, trailing, options)
+        assert s.source is not None
+        entries = s.source.manifest.entries
+        kind = "d" if entries and entries[0].path == "" else "f"
+        name = os.path.basename(rel) if rel else module.name
+        return JSON({"id": s.id, "direction": "pull", "source": {"kind": kind, "name": name}},
+                    status_code=201)
+    raise UsageError("direction must be 'push' or 'pull'")
+
+
+async def post_manifest(request: Request) -> Response:
+    """push: the SOURCE's manifest arrives; the daemon (DESTINATION) plans."""
+    s = session_of(request)
+    if s.direction != "push" or s.destination is None:
+        raise Conflict("only a push takes a manifest")
+    manifest = Manifest.from_wire(await read_json(request, MANIFEST_BODY))
+    dest = s.destination
+    plan = await run_in_threadpool(dest.make_plan, manifest)
+    body: dict[str, Any] = {"need": plan.need, "counts": plan.counts(),
+                            "deletions_skipped": dest.deletions_skipped}
+    if s.options.dry_run:
+        body["report"] = plan.report(dest.deletions_skipped is None)
+    return JSON(body)
+
+
+async def get_manifest(request: Request) -> Response:
+    """pull: the daemon (SOURCE) hands its manifest to the client (DESTINATION)."""
+    s = session_of(request)
+    if s.source is None:
+        raise Conflict("only a pull has a manifest to fetch")
+    return JSON(s.source.manifest.to_wire())
+
+
+async def negotiate(request: Request) -> Response:
+    daemon = daemon_of(request)
+    s = session_of(request)
+    daemon.sessions.check_open(s)
+    if s.carrier is not None:
+        raise Conflict("transfer already negotiated")
+    data = await read_json(request, MANIFEST_BODY)
+    force_http = field(data, "force_http", bool, False) or daemon.config.force_http
+    grant_events: list[dict[str, Any]] = []
+    if s.source is not None:
+        name = field(data, "name", (str, type(None)), None)
+        if name is not None and s.source.single_file is not None:
+            check_relpath(name)
+            if "/" in name or not name:
+                raise ProtocolError("name must be one path component")
+            s.source.manifest.entries[0].path = name  # the DESTINATION names a lone file
+        need = field(data, "need", list)
+        s.files = await run_in_threadpool(s.source.resolve_need, need)
+    else:
+        assert s.destination is not None
+        if s.destination.plan is None:
+            raise Conflict("send the manifest first")
+        await run_in_threadpool(s.destination.prepare)
+        s.files = s.destination.plan.files
+        grant_events = s.drain_events()
+    s.tuning = tune([e.size for e in s.files], streams=s.options.streams)
+    if s.source is not None:
+        s.queue = s.source.queue(s.files, s.tuning)
+    s.streams_expected = s.tuning.streams
+    s.progress.set_phase("transfer")
+    grant: dict[str, Any] = {"streams": s.tuning.streams, "tuning": s.tuning.to_json(),
+                             "events": grant_events}
+    if force_http or daemon.data_plane is None:
+        s.carrier = "http"
+        return JSON({"carrier": "http", **grant})
+    s.carrier = "tcp"
+    host = daemon.config.advertise_host or request.url.hostname or daemon.config.bind
+    tokens = daemon.sessions.grant(s, s.tuning.streams)
+    return JSON({"carrier": "tcp", "host": host, "port": daemon.data_plane.port,
+                 "tokens": tokens, "tls": daemon.data_plane.tls is not None, **grant})
+
+
+async def status(request: Request) -> Response:
+    done = retired_summary(request)
+    if done is not None:
+        return JSON({"id": request.path_params["id"], "phase": "done", "finished": True,
+                     "summary": done})
+    return JSON(session_of(request).status())
+
+
+async def finish(request: Request) -> Response:
+    """End a transfer: wait for its streams, let the DESTINATION finish, return the summary."""
+    daemon = daemon_of(request)
+    done = retired_summary(request)
+    if done is not None:
+        return JSON(done)
+    s = session_of(request)
+    data = await read_json(request)
+    if s.streams_expected and not await s.wait_streams(daemon.config.timeout):
+        raise Conflict("data streams stalled or never started; transfer not finished")
+    tls = daemon.data_plane is not None and daemon.data_plane.tls is not None
+    extra = {"carrier": s.carrier or "none", "zero_copy": s.carrier == "tcp" and not tls,
+             "dry_run": s.options.dry_run}
+    for error in s.stream_errors:
+        log.warning("transfer %s: stream error: %s", s.id, error)
+    if s.destination is not None:
+        if s.destination.plan is not None and not s.options.dry_run and s.carrier:
+            await run_in_threadpool(s.destination.finish)
+        extra["deletions_skipped"] = s.destination.deletions_skipped
+        s.summary = s.progress.summary(**extra, events=s.drain_events())
+    else:
+        # pull: the client is the DESTINATION; it reports the outcome it scored.
+        reported = field(data, "summary", dict, {})
+        s.summary = {**s.progress.summary(**extra), **_scalar_fields(reported)}
+    s.progress.set_phase("done")
+    log.info("transfer %s %s %s: %s files, %s bytes, %s failed, carrier %s", s.id,
+             s.direction, s.module.name, s.summary.get("files_transferred"),
+             s.summary.get("bytes"), s.summary.get("files_failed"), s.carrier)
+    daemon.sessions.retire(s)
+    return JSON(s.summary)
+
+
+def _scalar_fields(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in list(data.items())[:50]
+            if isinstance(k, str) and isinstance(v, int | float | str | bool | None)}
+
+
+async def get_summary(request: Request) -> Response:
+    done = retired_summary(request)
+    if done is not None:
+        return JSON(done)
+    session_of(request)  # 404 when unknown
+    raise Conflict("transfer not finished")
+
+
+async def abort(request: Request) -> Response:
+    daemon = daemon_of(request)
+    if retired_summary(request) is not None:
+        return JSON({"ok": True, "finished": True})
+    s = session_of(request)
+    s.aborted = True
+    if s.destination is not None and s.destination.sink is not None and s.summary is None:
+        await run_in_threadpool(s.destination.sink.close)
+    daemon.sessions.drop(s.id)
+    return JSON({"ok": True})
+
+
+ROUTES = [
+    Route("/v1/transfers", open_transfer, methods=["POST"]),
+    Route("/v1/transfers/{id}", status, methods=["GET"]),
+    Route("/v1/transfers/{id}", abort, methods=["DELETE"]),
+    Route("/v1/transfers/{id}/manifest", post_manifest, methods=["POST"]),
+    Route("/v1/transfers/{id}/manifest", get_manifest, methods=["GET"]),
+    Route("/v1/transfers/{id}/negotiate", negotiate, methods=["POST"]),
+    Route("/v1/transfers/{id}/finish", finish, methods=["POST"]),
+    Route("/v1/transfers/{id}/summary", get_summary, methods=["GET"]),
+]
