@@ -42,6 +42,9 @@ StreamsOpt = Annotated[int | None, typer.Option(
     "--streams", min=1, max=32, help="Override the tuned number of parallel streams.")]
 ForceHttpOpt = Annotated[bool, typer.Option(
     "--force-http", help="Move bytes over the HTTP carrier, not the TCP data plane.")]
+NoFallbackOpt = Annotated[bool, typer.Option(
+    "--no-fallback", help="Fail when the TCP data port is unreachable instead of moving the "
+    "bytes over HTTP.")]
 Http2Opt = Annotated[bool, typer.Option(
     "--http2", help="Speak HTTP/2 (h2c) to the daemon instead of HTTP/1.1.")]
 TimeoutOpt = Annotated[float, typer.Option(
@@ -65,21 +68,24 @@ EmptyOpt = Annotated[bool, typer.Option(
 def copy(src: str, dst: str, progress: ProgressOpt = False, verbose: VerboseOpt = False,
          dry_run: DryRunOpt = False, json: JsonOpt = False, checksum: ChecksumOpt = False,
          exclude: ExcludeOpt = None, yes: YesOpt = False, streams: StreamsOpt = None,
-         force_http: ForceHttpOpt = False, http2: Http2Opt = False,
+         force_http: ForceHttpOpt = False, no_fallback: NoFallbackOpt = False,
+         http2: Http2Opt = False,
          timeout: TimeoutOpt = IO_TIMEOUT, token: TokenOpt = None, tls: TlsOpt = False,
          ca: CaOpt = None, no_verify: NoVerifyOpt = False) -> None:
     """Copy SRC to DST (files that differ by size or mtime; nothing is deleted)."""
     opts = Options(mirror=False, checksum=checksum, dry_run=dry_run, excludes=exclude or [],
                    streams=streams, verify=not no_verify)
     conn = Connection(http2, timeout, token, tls, ca)
-    raise typer.Exit(_transfer(src, dst, opts, progress, verbose, json, yes, force_http, conn))
+    raise typer.Exit(_transfer(src, dst, opts, progress, verbose, json, yes,
+                               (force_http, not no_fallback), conn))
 
 
 @app.command()
 def mirror(src: str, dst: str, progress: ProgressOpt = False, verbose: VerboseOpt = False,
            dry_run: DryRunOpt = False, json: JsonOpt = False, checksum: ChecksumOpt = False,
            exclude: ExcludeOpt = None, yes: YesOpt = False, streams: StreamsOpt = None,
-           force_http: ForceHttpOpt = False, http2: Http2Opt = False,
+           force_http: ForceHttpOpt = False, no_fallback: NoFallbackOpt = False,
+           http2: Http2Opt = False,
            timeout: TimeoutOpt = IO_TIMEOUT, token: TokenOpt = None, tls: TlsOpt = False,
            ca: CaOpt = None, allow_empty_source: EmptyOpt = False,
            max_delete: MaxDeleteOpt = None, no_verify: NoVerifyOpt = False) -> None:
@@ -88,7 +94,8 @@ def mirror(src: str, dst: str, progress: ProgressOpt = False, verbose: VerboseOp
                    streams=streams, allow_empty_source=allow_empty_source,
                    max_delete=max_delete, verify=not no_verify)
     conn = Connection(http2, timeout, token, tls, ca)
-    raise typer.Exit(_transfer(src, dst, opts, progress, verbose, json, yes, force_http, conn))
+    raise typer.Exit(_transfer(src, dst, opts, progress, verbose, json, yes,
+                               (force_http, not no_fallback), conn))
 
 
 @app.command()
@@ -96,7 +103,7 @@ def ls(target: str, json: JsonOpt = False, http2: Http2Opt = False, token: Token
        tls: TlsOpt = False, ca: CaOpt = None) -> None:
     """List a daemon's modules (HOST:PORT) or a remote directory (HOST:PORT:/MODULE/PATH)."""
     from .api import DaemonClient
-    from .render import human_bytes
+    from .render import JSON_SCHEMA, human_bytes
 
     remote = parse(target)
     if isinstance(remote, Local):
@@ -113,9 +120,34 @@ def ls(target: str, json: JsonOpt = False, http2: Http2Opt = False, token: Token
             rows = [f"{e['kind']} {oct(e['mode'])[2:]:>4} {human_bytes(e['size']):>9}  "
                     f"{e['name']}{marks[e['kind']]}" for e in data["entries"]]
     if json:
-        sys.stdout.buffer.write(orjson.dumps(data) + b"\n")
+        sys.stdout.buffer.write(orjson.dumps({**data, "schema": JSON_SCHEMA}) + b"\n")
     else:
         print("\n".join(rows))
+
+
+ResultJsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
+RecursiveOpt = Annotated[bool, typer.Option(
+    "-r", "--recursive", help="Remove a directory and everything in it.")]
+
+
+@app.command()
+def du(target: str, json: ResultJsonOpt = False, http2: Http2Opt = False,
+       token: TokenOpt = None, tls: TlsOpt = False, ca: CaOpt = None) -> None:
+    """Count files, dirs, links and bytes under a remote path (HOST:PORT:/MODULE/PATH)."""
+    from .files import disk_usage
+
+    raise typer.Exit(disk_usage(target, json, Connection(http2, IO_TIMEOUT, token, tls, ca)))
+
+
+@app.command()
+def rm(target: str, recursive: RecursiveOpt = False, yes: YesOpt = False,
+       json: ResultJsonOpt = False, http2: Http2Opt = False, token: TokenOpt = None,
+       tls: TlsOpt = False, ca: CaOpt = None) -> None:
+    """Remove a remote file or link (a directory with -r); asks first, or needs -y."""
+    from .files import remove
+
+    raise typer.Exit(remove(target, recursive, yes, json,
+                            Connection(http2, IO_TIMEOUT, token, tls, ca)))
 
 
 @app.command()
@@ -125,7 +157,8 @@ def version() -> None:
 
 
 def _transfer(src: str, dst: str, opts: Options, bar: bool, verbose: bool, json: bool,
-              yes: bool, force_http: bool, conn: Connection) -> int:
+              yes: bool, carrier: tuple[bool, bool], conn: Connection) -> int:
+    """`carrier`: (force HTTP, allow falling back to HTTP)."""
     renderer = Renderer(bar=bar, verbose=verbose, json=json)
     interactive = sys.stdin.isatty() and not json
     if opts.mirror and not opts.dry_run and not yes and not interactive:
@@ -149,10 +182,10 @@ def _transfer(src: str, dst: str, opts: Options, bar: bool, verbose: bool, json:
         try:
             if isinstance(source, Local) and isinstance(dest, Local):
                 return run_local(src, dst, opts, progress, confirm)
-            from .remote_route import run_remote
+            from .remote_route import CarrierChoice, run_remote
 
             return run_remote(source, dest, dst, opts, progress, confirm, conn=conn,
-                              force_http=force_http)
+                              carrier=CarrierChoice(*carrier))
         finally:
             renderer.stop()
 

@@ -7,15 +7,16 @@ import functools
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from blit_shared.errors import BlitError, UsageError
 from blit_shared.manifest import Manifest
 from blit_shared.options import Options
-from blit_shared.progress import Progress
+from blit_shared.progress import MAX_FAILURES_KEPT, Progress
 from blit_shared.receiver import Receiver
 from blit_shared.source import stream_frames
-from blit_shared.transport import dial, http_chunks, receive, send_frames
+from blit_shared.transport import Unreachable, dial, http_chunks, receive, send_frames
 from blit_shared.tuning import Tuning
 from blit_shared.workers import run_all
 
@@ -31,9 +32,18 @@ from .local_route import (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class CarrierChoice:
+    """How the bytes should move: `force_http` asks for HTTP; `fallback` lets an unreachable
+    TCP data port turn into HTTP (else it is an error)."""
+
+    force_http: bool = False
+    fallback: bool = True
+
+
 def run_remote(src: Endpoint, dst: Endpoint, dst_arg: str, opts: Options, progress: Progress,
                confirm: Confirm, *, conn: Connection,
-               force_http: bool = False) -> dict[str, Any]:
+               carrier: CarrierChoice = CarrierChoice()) -> dict[str, Any]:
     if isinstance(src, Remote) and isinstance(dst, Remote):
         raise UsageError("remote to remote is not supported: one side must be local")
     remote = dst if isinstance(dst, Remote) else src
@@ -43,12 +53,12 @@ def run_remote(src: Endpoint, dst: Endpoint, dst_arg: str, opts: Options, progre
     with DaemonClient(remote.base_url, conn) as api:
         if isinstance(dst, Remote):
             assert isinstance(src, Local)
-            return _push(api, src.path, dst, opts, progress, confirm, force_http)
-        return _pull(api, remote, dst_arg, opts, progress, confirm, force_http)
+            return _push(api, src.path, dst, opts, progress, confirm, carrier)
+        return _pull(api, remote, dst_arg, opts, progress, confirm, carrier)
 
 
 def _push(api: DaemonClient, src_arg: str, dst: Remote, opts: Options, progress: Progress,
-          confirm: Confirm, force_http: bool) -> dict[str, Any]:
+          confirm: Confirm, carrier: CarrierChoice) -> dict[str, Any]:
     """This process is the SOURCE; the daemon is the DESTINATION."""
     origin = LocalSource.parse(src_arg)
     opened_at = time.monotonic() - progress.started  # the daemon's clocks start about here
@@ -69,24 +79,34 @@ def _push(api: DaemonClient, src_arg: str, dst: Remote, opts: Options, progress:
             return dry_run_result(planned["report"], planned["counts"], progress,
                                   {**extra, "carrier": "none", "zero_copy": False})
         confirm(planned["counts"])
-        grant = api.call("POST", f"/v1/transfers/{sid}/negotiate", {"force_http": force_http})
+        grant = api.call("POST", f"/v1/transfers/{sid}/negotiate",
+                         {"force_http": carrier.force_http})
         _replay(progress, grant.get("events", []))
+        grant, first = _first_stream(api, sid, grant, progress, carrier)
+        extra["fallback"] = bool(grant.get("fallback"))
         progress.set_phase("transfer")
         files = source.resolve_need(planned["need"])
         payloads = source.queue(files, Tuning(**grant["tuning"]))
 
-        def tcp(token: str) -> None:
-            with _dial(api, grant, token) as sock:
+        def tcp(sock: socket.socket) -> None:
+            with sock:
                 send_frames(sock, stream_frames(source, payloads))
 
         def http(_: str) -> None:
             api.put_stream(f"/v1/transfers/{sid}/stream",
                            http_chunks(stream_frames(source, payloads)))
 
-        _run_streams(grant, tcp, http)
+        _run_streams(api, grant, first, tcp, http)
         summary = api.call("POST", f"/v1/transfers/{sid}/finish", {})
         _replay(progress, summary.pop("events", []))
-    # The counts are the DESTINATION's; the times, like a pull's, run from this command's start.
+    # The counts are the DESTINATION's, but for what this SOURCE could not even scan (already
+    # shown here; a pull's DESTINATION counts those itself). The times, like a pull's, run from
+    # this command's start.
+    unscanned = len(source.manifest.errors)
+    if unscanned:  # scanned() reported them first, so they lead progress.failures
+        summary["files_failed"] += unscanned
+        summary["failures"] = (progress.failures[:unscanned]
+                               + summary["failures"])[:MAX_FAILURES_KEPT]
     elapsed = time.monotonic() - progress.started
     first = summary.get("first_byte_s")
     summary.update(duration_s=round(elapsed, 6), fallback=extra["fallback"],
@@ -103,7 +123,7 @@ def _replay(progress: Progress, events: list[dict[str, Any]]) -> None:
 
 
 def _pull(api: DaemonClient, src: Remote, dst_arg: str, opts: Options, progress: Progress,
-          confirm: Confirm, force_http: bool) -> dict[str, Any]:
+          confirm: Confirm, carrier: CarrierChoice) -> dict[str, Any]:
     """The daemon is the SOURCE; this process is the DESTINATION."""
     progress.set_phase("scan")
     opened = api.call("POST", "/v1/transfers", {
@@ -129,12 +149,14 @@ def _pull(api: DaemonClient, src: Remote, dst_arg: str, opts: Options, progress:
                                   progress, {**extra, "carrier": "none", "zero_copy": False})
         confirm(plan.counts())
         grant = api.call("POST", f"/v1/transfers/{sid}/negotiate", {
-            "need": plan.need, "force_http": force_http, "name": where.single_name})
+            "need": plan.need, "force_http": carrier.force_http, "name": where.single_name})
+        grant, first = _first_stream(api, sid, grant, progress, carrier)
+        extra["fallback"] = bool(grant.get("fallback"))
         progress.set_phase("transfer")
         sink = dest.prepare()
         try:
-            def tcp(token: str) -> None:
-                with _dial(api, grant, token) as sock:
+            def tcp(sock: socket.socket) -> None:
+                with sock:
                     receive(sock, Receiver(sink, opts.verify))
 
             def http(_: str) -> None:
@@ -143,7 +165,7 @@ def _pull(api: DaemonClient, src: Remote, dst_arg: str, opts: Options, progress:
                     receiver.feed(chunk)
                 receiver.close()
 
-            _run_streams(grant, tcp, http)
+            _run_streams(api, grant, first, tcp, http)
         finally:
             dest.finish()
         summary = progress.summary(carrier=grant["carrier"],
@@ -160,13 +182,37 @@ def _dial(api: DaemonClient, grant: dict[str, Any], token: str) -> socket.socket
                 tls=api.tls if grant.get("tls") else None)
 
 
-def _run_streams(grant: dict[str, Any], tcp: Callable[[str], None],
-                 http: Callable[[str], None]) -> None:
-    """Run one thread per granted stream; the first carrier error is raised after all end."""
-    carrier = tcp if grant["carrier"] == "tcp" else http
-    keys = grant.get("tokens") or [str(i) for i in range(grant["streams"])]
+def _first_stream(api: DaemonClient, sid: str, grant: dict[str, Any], progress: Progress,
+                  carrier: CarrierChoice) -> tuple[dict[str, Any], socket.socket | None]:
+    """Dial the first TCP stream before any thread starts: when the granted data port does not
+    answer (a proxy or firewall in between), the daemon re-grants the same streams over HTTP
+    before a byte was sent. Says so once; the summary records `fallback`."""
+    if grant["carrier"] != "tcp":
+        return grant, None
     try:
-        run_all([functools.partial(carrier, key) for key in keys])
+        return grant, _dial(api, grant, grant["tokens"][0])
+    except Unreachable as exc:
+        if not carrier.fallback:
+            raise Unreachable(f"{exc.message} (--no-fallback: not switching to HTTP)") from None
+        progress.notice(f"{exc.message}; falling back to the HTTP carrier through the "
+                        "control plane")
+        return api.call("POST", f"/v1/transfers/{sid}/negotiate", {"fallback": True}), None
+
+
+def _run_streams(api: DaemonClient, grant: dict[str, Any], first: socket.socket | None,
+                 tcp: Callable[[socket.socket], None], http: Callable[[str], None]) -> None:
+    """Run one thread per granted stream; the first carrier error is raised after all end."""
+    if grant["carrier"] == "tcp":
+        tokens = grant["tokens"]
+
+        def dialled(token: str) -> None:
+            tcp(first if first is not None and token == tokens[0] else _dial(api, grant, token))
+
+        jobs = [functools.partial(dialled, token) for token in tokens]
+    else:
+        jobs = [functools.partial(http, str(i)) for i in range(grant["streams"])]
+    try:
+        run_all(jobs)
     except BlitError:
         raise
     except Exception as exc:

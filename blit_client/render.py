@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -13,6 +14,8 @@ from blit_shared.progress import Progress
 if TYPE_CHECKING:
     from rich.progress import Progress as Bar
 
+# The version of the --json output (docs/json.md); the summary line carries it as "schema".
+JSON_SCHEMA = 1
 DRY_VERBS = {"mkdir": "would create", "copy": "would copy", "link": "would link",
              "delete": "would delete"}
 
@@ -23,6 +26,10 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} TB"
+
+
+EVENT_INTERVAL = 0.5  # seconds between `progress` events (--json -p)
+BAR_INTERVAL = 0.1
 
 
 class Renderer:
@@ -38,6 +45,8 @@ class Renderer:
         self._thread: threading.Thread | None = None
         self._progress: Progress | None = None
         self._want_bar = bar and not json
+        self._want_events = bar and json
+        self._shown = 0
 
     # -- events ------------------------------------------------------------------------------
     def __call__(self, event: dict[str, Any]) -> None:
@@ -72,58 +81,51 @@ class Renderer:
             else:
                 stream.write(text + "\n")
 
-    # -- progress bar --------------------------------------------------------------------------
+    # -- progress: a bar, or `progress` events with --json -p -----------------------------------
     def start(self, progress: Progress) -> None:
+        """Poll `progress` on a thread: draw the bar (-p), or print its `progress` events
+        (--json -p: the same events the daemon streams at /v1/transfers/{id}/events)."""
         self._progress = progress
-        if not self._want_bar:
+        self._stop.clear()  # start() follows stop() around the mirror confirmation
+        if self._want_events:
+            show, every = self, EVENT_INTERVAL
+        elif self._want_bar:
+            self._bar = _new_bar()
+            self._task = self._bar.add_task("scanning…", total=None, files="")
+            self._bar.start()
+            show, every = self._draw, BAR_INTERVAL
+        else:
             return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            SpinnerColumn,
-            TaskProgressColumn,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-        from rich.progress import Progress as Bar
-
-        self._bar = Bar(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-            TaskProgressColumn(), TextColumn("{task.fields[files]}"), DownloadColumn(),
-            TransferSpeedColumn(), TimeRemainingColumn(),
-            console=Console(file=sys.stderr, highlight=False), transient=False,
-        )
-        self._task = self._bar.add_task("scanning…", total=None, files="")
-        self._bar.start()
-        self._thread = threading.Thread(target=self._tick, daemon=True)
+        self._thread = threading.Thread(target=self._tick, args=(show, every), daemon=True)
         self._thread.start()
 
-    def _tick(self) -> None:
-        shown = 0
+    def _tick(self, show: Callable[[dict[str, Any]], None], every: float) -> None:
         while True:
-            stopping = self._stop.wait(0.1)
-            snap = self._progress.snapshot()  # type: ignore[union-attr]
-            shown = max(shown, snap.bytes_done)  # never backwards
-            if snap.bytes_total is None:
-                self._bar.update(self._task, description="scanning…", completed=shown)  # type: ignore[union-attr]
-            else:
-                files = f"{snap.files_done}/{snap.files_total} files"
-                total = max(snap.bytes_total, shown)
-                self._bar.update(self._task, description="copying", total=total,  # type: ignore[union-attr]
-                                 completed=shown, files=files)
+            stopping = self._stop.wait(every)
+            show(self._progress.snapshot().to_event())  # type: ignore[union-attr]
             if stopping:
                 return
 
+    def _draw(self, event: dict[str, Any]) -> None:
+        bar = self._bar
+        assert bar is not None
+        self._shown = max(self._shown, event["bytes_done"])  # never backwards
+        if event["bytes_total"] is None:
+            bar.update(self._task, description="scanning…", completed=self._shown)
+        else:
+            files = f"{event['files_done']}/{event['files_total']} files"
+            bar.update(self._task, description="copying", completed=self._shown,
+                       total=max(event["bytes_total"], self._shown), files=files)
+
     def stop(self) -> None:
-        if self._bar is None:
+        if self._thread is None:
             return
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self._bar.stop()
-        self._bar = None
+        self._thread.join()
+        self._thread = None
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
 
     # -- end of run ----------------------------------------------------------------------------
     def plan_report(self, report: dict[str, list[list[Any]]]) -> None:
@@ -137,7 +139,7 @@ class Renderer:
 
     def summary(self, summary: dict[str, Any]) -> None:
         if self.json:
-            self(summary)
+            self({**summary, "event": "summary", "schema": JSON_SCHEMA})
             return
         s = summary
         head = "dry run: would transfer" if s.get("dry_run") else "transferred"
@@ -154,3 +156,22 @@ class Renderer:
             line2 += " · " + " · ".join(extra)
         self._print(line1)
         self._print(line2)
+
+
+def _new_bar() -> Bar:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        SpinnerColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+    from rich.progress import Progress as Bar
+
+    return Bar(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               TaskProgressColumn(), TextColumn("{task.fields[files]}"), DownloadColumn(),
+               TransferSpeedColumn(), TimeRemainingColumn(),
+               console=Console(file=sys.stderr, highlight=False), transient=False)

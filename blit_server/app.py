@@ -7,7 +7,7 @@ from starlette.exceptions import HTTPException
 
 from blit_shared.errors import BlitError
 
-from . import browse, carrier_http, transfers
+from . import browse, carrier_http, files_api, metrics, openapi, transfers, watch
 from .config import DaemonConfig
 from .context import Daemon
 from .dataplane import DataPlane
@@ -17,7 +17,9 @@ from .sessions import Sessions
 
 def create_app(config: DaemonConfig, sessions: Sessions,
                data_plane: DataPlane | None) -> Starlette:
-    routes = [*browse.ROUTES, *transfers.ROUTES, *carrier_http.ROUTES]
+    routes = [*browse.ROUTES, *files_api.ROUTES, *transfers.ROUTES, *watch.ROUTES,
+              *carrier_http.ROUTES, *metrics.ROUTES,
+              *openapi.ROUTES]
     app = Starlette(routes=routes, exception_handlers={
         BlitError: on_blit_error, HTTPException: on_http_error, Exception: on_crash})
     app.state.daemon = Daemon(config, sessions, data_plane)

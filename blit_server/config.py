@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from blit_shared.errors import UsageError
 
 DEFAULT_PORT = 9031
+LOG_FORMATS = ("human", "json")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -31,11 +33,14 @@ class DaemonConfig:
     port: int = DEFAULT_PORT
     data_port: int = 0                 # 0: an ephemeral port chosen at start
     advertise_host: str | None = None  # what data-plane grants point clients at
+    advertise_port: int | None = None  # ...and the port (a NAT or port forward in between)
+    proxy_hops: int = 0                # reverse proxies whose X-Forwarded-* headers we trust
     force_http: bool = False           # never grant the TCP data plane
     timeout: float = 60.0              # seconds a data stream may make no progress
     token: str | None = None           # bearer token every request needs (but /healthz)
     certfile: str | None = None        # TLS for the control plane and the data plane
     keyfile: str | None = None
+    log_format: str = "human"          # or "json": one JSON object per log line
     modules: dict[str, Module] = field(default_factory=dict)
 
     def add_module(self, module: Module) -> None:
@@ -58,10 +63,11 @@ def load(path: str | None) -> DaemonConfig:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"cannot read config {path}: {exc}") from None
     daemon = data.get("daemon", {})
-    for key in ("bind", "port", "data_port", "advertise_host", "force_http", "timeout",
-                "token", "certfile", "keyfile"):
+    for key in ("bind", "port", "data_port", "advertise_host", "advertise_port", "proxy_hops",
+                "force_http", "timeout", "token", "certfile", "keyfile", "log_format"):
         if key in daemon:
             setattr(cfg, key, daemon[key])
+    check_log_format(cfg.log_format)
     if "token_file" in daemon:
         cfg.token = read_token(daemon["token_file"])
     for m in data.get("module", []):
@@ -72,6 +78,20 @@ def load(path: str | None) -> DaemonConfig:
         except KeyError as exc:
             raise UsageError(f"module in {path} lacks {exc}") from None
     return cfg
+
+
+def load_modules(path: str, fixed: Iterable[Module]) -> dict[str, Module]:
+    """The modules of config file `path` plus `fixed` ones (from the command line, which win),
+    for a reload; raises UsageError, leaving the caller's modules alone, when it is unusable."""
+    modules = {**load(path).modules, **{m.name: m for m in fixed}}
+    if not modules:
+        raise UsageError(f"no modules in {path}")
+    return modules
+
+
+def check_log_format(fmt: object) -> None:
+    if fmt not in LOG_FORMATS:
+        raise UsageError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {fmt!r}")
 
 
 def read_token(path: str) -> str:

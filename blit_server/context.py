@@ -11,6 +11,7 @@ from blit_shared.errors import NotFound
 from .auth import authorize
 from .config import DaemonConfig, Module
 from .dataplane import DataPlane
+from .metrics import Metrics
 from .sessions import Session, Sessions
 
 
@@ -22,6 +23,7 @@ class Daemon:
         self.config = config
         self.sessions = sessions
         self.data_plane = data_plane
+        self.metrics = Metrics(sessions)  # per daemon: tests run several in one process
 
 
 

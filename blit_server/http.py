@@ -11,6 +11,8 @@ from starlette.responses import Response
 
 from blit_shared.errors import BlitError, ProtocolError, TooLarge
 
+from .metrics import count_error
+
 SMALL_BODY = 1 << 20
 MANIFEST_BODY = 512 << 20
 
@@ -39,6 +41,7 @@ async def read_json(request: Request, cap: int = SMALL_BODY) -> Any:
 
 
 def error_response(request: Request, code: str, message: str, status: int) -> JSON:
+    count_error(request, code)
     resp = JSON({"error": {"code": code, "message": message}}, status_code=status)
     if request.method in ("PUT", "POST") and request.scope.get("http_version") == "1.1":
         # The body may be unread (an upload refused early): Hypercorn would then neither read

@@ -54,6 +54,7 @@ class Session:
     stream_errors: list[str] = field(default_factory=list)
     summary: dict[str, Any] | None = None
     aborted: bool = False
+    fallback: bool = False  # granted TCP, moved to HTTP because the client could not reach it
     created: float = field(default_factory=time.monotonic)
     events: list[dict[str, Any]] = field(default_factory=list)
     cond: threading.Condition = field(default_factory=threading.Condition)
@@ -227,6 +228,15 @@ class Sessions:
                 self._tokens[hashlib.sha256(token).digest()] = (token, session.id, expiry)
                 tokens.append(token.hex())
         return tokens
+
+    def revoke(self, session: Session) -> int:
+        """Withdraw the session's unclaimed tokens (a client falling back to HTTP); returns
+        how many there were, so the caller knows whether a stream already started."""
+        with self._lock:
+            keys = [k for k, (_t, sid, _e) in self._tokens.items() if sid == session.id]
+            for k in keys:
+                del self._tokens[k]
+        return len(keys)
 
     def claim(self, token: bytes) -> Session | None:
         """The session a token opens; single use, expiring, compared in constant time."""

@@ -17,8 +17,10 @@ from blit_shared.options import Options
 from blit_shared.paths import check_relpath
 from blit_shared.tuning import tune
 
-from .context import daemon_of, module_of, retired_summary, session_of
+from .context import Daemon, daemon_of, module_of, retired_summary, session_of
 from .http import JSON, MANIFEST_BODY, field, read_json
+from .metrics import record_transfer
+from .sessions import Session
 
 log = logging.getLogger("blitd")
 
@@ -37,7 +39,7 @@ async def open_transfer(request: Request) -> Response:
             daemon.sessions.open_push, module, rel, trailing, field(src, "kind", str),
             field(src, "name", str), field(src, "contents", bool), options)
         assert s.destination is not None
-        return JSON({"id": s.id, "direction": "push",
+        return JSON({"id": s.id, "direction": "push", "url": _url(request, s),
                      "single_name": s.destination.single_name}, status_code=201)
     if direction == "pull":
         s = await run_in_threadpool(daemon.sessions.open_pull, module, rel, trailing, options)
@@ -45,9 +47,15 @@ async def open_transfer(request: Request) -> Response:
         entries = s.source.manifest.entries
         kind = "d" if entries and entries[0].path == "" else "f"
         name = os.path.basename(rel) if rel else module.name
-        return JSON({"id": s.id, "direction": "pull", "source": {"kind": kind, "name": name}},
-                    status_code=201)
+        return JSON({"id": s.id, "direction": "pull", "url": _url(request, s),
+                     "source": {"kind": kind, "name": name}}, status_code=201)
     raise UsageError("direction must be 'push' or 'pull'")
+
+
+def _url(request: Request, s: Session) -> str:
+    """The transfer's URL as the caller reaches it (through a proxy: X-Forwarded-Host/Proto,
+    when the daemon trusts them)."""
+    return str(request.url_for("status", id=s.id))
 
 
 async def post_manifest(request: Request) -> Response:
@@ -77,9 +85,11 @@ async def negotiate(request: Request) -> Response:
     daemon = daemon_of(request)
     s = session_of(request)
     daemon.sessions.check_open(s)
+    data = await read_json(request, MANIFEST_BODY)
+    if field(data, "fallback", bool, False):
+        return _fall_back(daemon, s)
     if s.carrier is not None:
         raise Conflict("transfer already negotiated")
-    data = await read_json(request, MANIFEST_BODY)
     force_http = field(data, "force_http", bool, False) or daemon.config.force_http
     grant_events: list[dict[str, Any]] = []
     if s.source is not None:
@@ -110,9 +120,24 @@ async def negotiate(request: Request) -> Response:
         return JSON({"carrier": "http", **grant})
     s.carrier = "tcp"
     host = daemon.config.advertise_host or request.url.hostname or daemon.config.bind
+    port = daemon.config.advertise_port or daemon.data_plane.port
     tokens = daemon.sessions.grant(s, s.tuning.streams)
-    return JSON({"carrier": "tcp", "host": host, "port": daemon.data_plane.port,
+    return JSON({"carrier": "tcp", "host": host, "port": port,
                  "tokens": tokens, "tls": daemon.data_plane.tls is not None, **grant})
+
+
+def _fall_back(daemon: Daemon, s: Session) -> Response:
+    """The client could not reach the granted data port: same streams, over HTTP instead.
+    Only while no stream has claimed its token, so no byte can travel both ways."""
+    if s.carrier != "tcp" or s.tuning is None:
+        raise Conflict("only a transfer granted the TCP data plane can fall back to HTTP")
+    if daemon.sessions.revoke(s) != s.streams_expected:
+        raise Conflict("data streams already started on the TCP data plane")
+    s.carrier = "http"
+    s.fallback = True
+    log.info("transfer %s: client cannot reach the data port; HTTP carrier instead", s.id)
+    return JSON({"carrier": "http", "streams": s.tuning.streams, "tuning": s.tuning.to_json(),
+                 "events": [], "fallback": True})
 
 
 async def status(request: Request) -> Response:
@@ -135,7 +160,7 @@ async def finish(request: Request) -> Response:
         raise Conflict("data streams stalled or never started; transfer not finished")
     tls = daemon.data_plane is not None and daemon.data_plane.tls is not None
     extra = {"carrier": s.carrier or "none", "zero_copy": s.carrier == "tcp" and not tls,
-             "dry_run": s.options.dry_run}
+             "dry_run": s.options.dry_run, "fallback": s.fallback}
     for error in s.stream_errors:
         log.warning("transfer %s: stream error: %s", s.id, error)
     if s.destination is not None:
@@ -148,9 +173,7 @@ async def finish(request: Request) -> Response:
         reported = field(data, "summary", dict, {})
         s.summary = {**s.progress.summary(**extra), **_scalar_fields(reported)}
     s.progress.set_phase("done")
-    log.info("transfer %s %s %s: %s files, %s bytes, %s failed, carrier %s", s.id,
-             s.direction, s.module.name, s.summary.get("files_transferred"),
-             s.summary.get("bytes"), s.summary.get("files_failed"), s.carrier)
+    record_transfer(request, s)
     daemon.sessions.retire(s)
     return JSON(s.summary)
 
@@ -176,6 +199,7 @@ async def abort(request: Request) -> Response:
     s.aborted = True
     if s.destination is not None and s.destination.sink is not None and s.summary is None:
         await run_in_threadpool(s.destination.sink.close)
+    record_transfer(request, s, "aborted")
     daemon.sessions.drop(s.id)
     return JSON({"ok": True})
 

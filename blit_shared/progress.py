@@ -21,6 +21,13 @@ class Snapshot:
     bytes_done: int
     elapsed: float
 
+    def to_event(self) -> dict[str, Any]:
+        """The `progress` event: what `blit -p` draws, `--json -p` prints and the daemon's
+        /v1/transfers/{id}/events streams (one model everywhere)."""
+        return {"event": "progress", "phase": self.phase, "files_done": self.files_done,
+                "files_total": self.files_total, "bytes_done": self.bytes_done,
+                "bytes_total": self.bytes_total, "elapsed_s": round(self.elapsed, 3)}
+
 
 @dataclass
 class Progress:

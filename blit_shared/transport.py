@@ -25,6 +25,10 @@ class CarrierError(BlitError):
     status = 502
 
 
+class Unreachable(CarrierError):
+    """The granted data port did not answer at all (nothing was sent): HTTP can take over."""
+
+
 # -- TCP ------------------------------------------------------------------------------------------
 def dial(host: str, port: int, token: bytes, timeout: float = 10.0,
          io_timeout: float = IO_TIMEOUT, tls: ssl.SSLContext | None = None) -> socket.socket:
@@ -36,7 +40,7 @@ def dial(host: str, port: int, token: bytes, timeout: float = 10.0,
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
-        raise CarrierError(f"data port {host}:{port} unreachable: {exc.strerror or exc}") from None
+        raise Unreachable(f"data port {host}:{port} unreachable: {exc.strerror or exc}") from None
     try:
         if tls is not None:
             sock = tls.wrap_socket(sock, server_hostname=host)

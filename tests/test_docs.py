@@ -32,5 +32,13 @@ def test_api_doc_examples_run(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     stream = (work / "stream.bin").read_bytes()
     assert stream.startswith(b"BLIT\x01") and b"hello from blit" in stream
-    assert '"files_transferred"' in out.stdout
-    assert not (module / "copy").exists()  # the push was a dry run
+    assert '"files_transferred":1' in out.stdout.replace(" ", "")
+    # The push walked through with curl wrote the file, whole, with its mode and mtime.
+    hello, copy = module / "hello.txt", module / "copy" / "hello.txt"
+    assert copy.read_bytes() == hello.read_bytes()
+    assert copy.stat().st_mtime_ns == hello.stat().st_mtime_ns
+    assert copy.stat().st_mode == hello.stat().st_mode
+    assert '"event":"progress"' in out.stdout.replace(" ", "")
+    assert "data: {" in out.stdout  # the server-sent events form
+    assert "/v1/openapi.json" in out.stdout
+    assert not (module / "dry").exists()  # the dry run wrote nothing
