@@ -170,3 +170,22 @@ def test_fallback_only_before_any_stream_started(tmp_path: Path) -> None:
             r = httpx.post(f"{base}/{sid}/negotiate", json={"fallback": True})
             assert r.status_code == 409 and "already started" in r.text
         httpx.delete(f"{base}/{sid}")
+
+
+def test_logs_name_the_client_behind_the_proxy(tmp_path: Path) -> None:
+    """With proxy_hops = 2 (a client-side proxy, then nginx), the transfer line names the
+    address the first proxy reported; without trust it would say 127.0.0.1 (nginx)."""
+    mod = tmp_path / "mod"
+    mod.mkdir()
+    with running_daemon(tmp_path, "--module", f"m={mod}", "--proxy-hops", "2",
+                        "--log-format", "json") as d, running_nginx(tmp_path, d.port) as proxy:
+        opened = httpx.post(f"http://{proxy.addr}/v1/transfers",
+                            headers={"x-forwarded-for": "203.0.113.7"},
+                            json={"direction": "pull", "module": "m", "path": "",
+                                  "options": {}}).json()
+        httpx.delete(f"http://{proxy.addr}/v1/transfers/{opened['id']}",
+                     headers={"x-forwarded-for": "203.0.113.7"})
+    lines = [json.loads(line) for line in d.log.read_text().splitlines() if line.strip()]
+    transfers = [e for e in lines if e.get("event") == "transfer"]
+    assert [(e["id"], e["client"], e["outcome"]) for e in transfers] == [
+        (opened["id"], "203.0.113.7", "aborted")]
