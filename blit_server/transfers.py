@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from typing import Any
@@ -108,7 +109,8 @@ async def negotiate(request: Request) -> Response:
         await run_in_threadpool(s.destination.prepare)
         s.files = s.destination.plan.files
         grant_events = s.drain_events()
-    s.tuning = tune([e.size for e in s.files], streams=s.options.streams)
+    s.tuning = tune([e.size for e in s.files], streams=s.options.streams,
+                    same_host=_loopback(request))
     if s.source is not None:
         s.queue = s.source.queue(s.files, s.tuning)
     s.streams_expected = s.tuning.streams
@@ -124,6 +126,14 @@ async def negotiate(request: Request) -> Response:
     tokens = daemon.sessions.grant(s, s.tuning.streams)
     return JSON({"carrier": "tcp", "host": host, "port": port,
                  "tokens": tokens, "tls": daemon.data_plane.tls is not None, **grant})
+
+
+def _loopback(request: Request) -> bool:
+    """The client runs on this machine (through a trusted proxy: the real client)."""
+    try:
+        return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:
+        return False
 
 
 def _fall_back(daemon: Daemon, s: Session) -> Response:

@@ -29,18 +29,23 @@ class Tuning:
                 "range_bytes": self.range_bytes, "buffer": self.buffer}
 
 
-def tune(sizes: list[int], *, streams: int | None = None, cpus: int | None = None) -> Tuning:
+def tune(sizes: list[int], *, streams: int | None = None, cpus: int | None = None,
+         same_host: bool = False) -> Tuning:
     """Choose transfer parameters for files of `sizes` bytes.
 
     Small files → one stream: their cost is Python per file, and more threads only fight over
     the GIL (20,000 files on 2 cores: 1 stream 1.25 s push / 1.19 s pull / 1.07 s local, 3
     streams 1.69 / 1.52 / 1.50 s). Bytes in large files → one stream per core plus one, capped,
-    so a single large file is still striped over every stream.
+    so a single large file is still striped over every stream. `same_host`: the peer runs on
+    this machine (loopback), so SOURCE and DESTINATION share its cores: one stream per pair
+    of cores (1 GiB push over loopback on 2 cores: 1 stream 1.95 GB/s, 3 streams 1.69 GB/s).
     """
     cpus = cpus or os.cpu_count() or 2
     large = sum(s for s in sizes if s >= SMALL_FILE)
     if streams is None:
         streams = 1 if large < 64 * MiB else min(MAX_STREAMS, max(2, cpus + 1))
+        if same_host:
+            streams = min(streams, max(1, cpus // 2))
     streams = max(1, min(streams, MAX_STREAMS * 4))
     largest = max(sizes, default=0)
     # Ranges small enough that every stream gets several, large enough to amortise headers.

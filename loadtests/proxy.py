@@ -51,20 +51,24 @@ def main() -> None:
         with running_daemon(work, "--module", f"m={mod}", "--proxy-hops", "1") as d, \
                 running_nginx(work, d.port) as proxy:
             for carrier, flags in (("tcp", []), ("http", ["--force-http"])):
-                for via, target in (("direct", d), ("nginx", proxy)):
-                    for direction in ("push", "pull"):
-                        times = []
-                        for _ in range(args.repeat):
+                for direction in ("push", "pull"):
+                    times: dict[str, list[float]] = {"direct": [], "nginx": []}
+                    for _ in range(args.repeat):  # alternating, so drift hits both alike
+                        for via, target in (("direct", d), ("nginx", proxy)):
                             shutil.rmtree(mod / "in", ignore_errors=True)
                             shutil.rmtree(work / "out", ignore_errors=True)
+                            subprocess.run(["sync"], check=True)
                             if direction == "pull":
                                 _blit("copy", f"{src}/", f"{d.url('m', 'in')}/")
-                                times.append(_blit("copy", *flags, f"{target.url('m', 'in')}/",
-                                                   f"{work / 'out'}/"))
+                                subprocess.run(["sync"], check=True)
+                                times[via].append(_blit("copy", *flags,
+                                                        f"{target.url('m', 'in')}/",
+                                                        f"{work / 'out'}/"))
                             else:
-                                times.append(_blit("copy", *flags, f"{src}/",
-                                                   f"{target.url('m', 'in')}/"))
-                        rows.append((carrier, direction, via, statistics.median(times)))
+                                times[via].append(_blit("copy", *flags, f"{src}/",
+                                                        f"{target.url('m', 'in')}/"))
+                    for via, samples in times.items():
+                        rows.append((carrier, direction, via, statistics.median(samples)))
             spooled = proxy.spooled()
         print(f"blit through nginx: one {args.size_mib} MiB file, median of {args.repeat}, "
               "whole command (start-up included)\n")

@@ -120,3 +120,11 @@ def test_tune_range_bytes_bounds() -> None:
         assert t.small_file < t.range_bytes and t.buffer > 0 and t.shard_files > 0
     assert set(tune([MiB]).to_json()) == {"streams", "small_file", "shard_bytes", "shard_files",
                                           "range_bytes", "buffer"}
+
+
+def test_tune_same_host_shares_the_cores() -> None:
+    """SOURCE and DESTINATION on one machine: one stream per pair of cores for large files."""
+    assert tune([1 << 30], cpus=2, same_host=True).streams == 1
+    assert tune([1 << 30], cpus=8, same_host=True).streams == 4
+    assert tune([16 * KiB] * 20_000, cpus=8, same_host=True).streams == 1
+    assert tune([1 << 30], cpus=2, same_host=True, streams=3).streams == 3  # the expert wins
