@@ -10,6 +10,7 @@ import secrets
 import stat
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from queue import SimpleQueue
 from typing import Any
@@ -55,9 +56,18 @@ class Session:
     summary: dict[str, Any] | None = None
     aborted: bool = False
     fallback: bool = False  # granted TCP, moved to HTTP because the client could not reach it
+    scanning: Future[Source] | None = None  # pull: the SOURCE scan, running in the background
     created: float = field(default_factory=time.monotonic)
     events: list[dict[str, Any]] = field(default_factory=list)
     cond: threading.Condition = field(default_factory=threading.Condition)
+
+    async def ready_source(self) -> Source:
+        """The pull's SOURCE, once its background scan is done."""
+        if self.source is None and self.scanning is not None:
+            await asyncio.wrap_future(self.scanning)
+        if self.source is None:
+            raise Conflict("only a pull has a SOURCE")
+        return self.source
 
     def record(self, event: dict[str, Any]) -> None:
         """Progress listener: keep what the client shows in -v (links, deletions, failures)."""
@@ -200,7 +210,10 @@ class Sessions:
         dest.prescan()  # overlaps the client's own SOURCE scan
         return session
 
-    def open_pull(self, module: Module, rel: str, trailing: bool, options: Options) -> Session:
+    def open_pull(self, module: Module, rel: str, trailing: bool,
+                  options: Options) -> tuple[Session, str]:
+        """A pull session and its source kind ("d" or "f"). The scan runs in the background:
+        the client places and scans its own destination meanwhile (Session.ready_source)."""
         path = module_path(module, rel)
         try:
             st = os.stat(path) if trailing or rel == "" else os.lstat(path)
@@ -208,15 +221,27 @@ class Sessions:
             raise NotFound(f"{module.name}/{rel}: no such file or directory") from None
         progress = Progress()
         progress.set_phase("scan")
-        if stat.S_ISDIR(st.st_mode):
-            manifest = scan(path, Excludes(options.excludes), checksum=options.checksum)
-            source = Source(path, manifest, progress, verify=options.verify)
-        else:
-            manifest = scan(path, name=os.path.basename(path), checksum=options.checksum)
-            source = Source(os.path.dirname(path), manifest, progress, single_file=path,
-                            verify=options.verify)
-        return self._add(Session(secrets.token_hex(16), "pull", module, options, progress,
-                                 source=source))
+        is_dir = stat.S_ISDIR(st.st_mode)
+        session = Session(secrets.token_hex(16), "pull", module, options, progress,
+                          scanning=Future())
+
+        def run() -> None:
+            assert session.scanning is not None
+            try:
+                if is_dir:
+                    manifest = scan(path, Excludes(options.excludes), checksum=options.checksum)
+                    session.source = Source(path, manifest, progress, verify=options.verify)
+                else:
+                    manifest = scan(path, name=os.path.basename(path), checksum=options.checksum)
+                    session.source = Source(os.path.dirname(path), manifest, progress,
+                                            single_file=path, verify=options.verify)
+                session.scanning.set_result(session.source)
+            except BaseException as exc:  # raised where the manifest is asked for
+                session.scanning.set_exception(exc)
+
+        self._add(session)
+        threading.Thread(target=run, name="blit-source-scan", daemon=True).start()
+        return session, DIR if is_dir else FILE
 
     # -- tokens ------------------------------------------------------------------------------
     def grant(self, session: Session, count: int) -> list[str]:

@@ -43,10 +43,8 @@ async def open_transfer(request: Request) -> Response:
         return JSON({"id": s.id, "direction": "push", "url": _url(request, s),
                      "single_name": s.destination.single_name}, status_code=201)
     if direction == "pull":
-        s = await run_in_threadpool(daemon.sessions.open_pull, module, rel, trailing, options)
-        assert s.source is not None
-        entries = s.source.manifest.entries
-        kind = "d" if entries and entries[0].path == "" else "f"
+        s, kind = await run_in_threadpool(daemon.sessions.open_pull, module, rel, trailing,
+                                          options)
         name = os.path.basename(rel) if rel else module.name
         return JSON({"id": s.id, "direction": "pull", "url": _url(request, s),
                      "source": {"kind": kind, "name": name}}, status_code=201)
@@ -77,9 +75,9 @@ async def post_manifest(request: Request) -> Response:
 async def get_manifest(request: Request) -> Response:
     """pull: the daemon (SOURCE) hands its manifest to the client (DESTINATION)."""
     s = session_of(request)
-    if s.source is None:
+    if s.direction != "pull":
         raise Conflict("only a pull has a manifest to fetch")
-    return JSON(s.source.manifest.to_wire())
+    return JSON((await s.ready_source()).manifest.to_wire())
 
 
 async def negotiate(request: Request) -> Response:
@@ -93,15 +91,16 @@ async def negotiate(request: Request) -> Response:
         raise Conflict("transfer already negotiated")
     force_http = field(data, "force_http", bool, False) or daemon.config.force_http
     grant_events: list[dict[str, Any]] = []
-    if s.source is not None:
+    source = await s.ready_source() if s.direction == "pull" else None
+    if source is not None:
         name = field(data, "name", (str, type(None)), None)
-        if name is not None and s.source.single_file is not None:
+        if name is not None and source.single_file is not None:
             check_relpath(name)
             if "/" in name or not name:
                 raise ProtocolError("name must be one path component")
-            s.source.manifest.entries[0].path = name  # the DESTINATION names a lone file
+            source.manifest.entries[0].path = name  # the DESTINATION names a lone file
         need = field(data, "need", list)
-        s.files = await run_in_threadpool(s.source.resolve_need, need)
+        s.files = await run_in_threadpool(source.resolve_need, need)
     else:
         assert s.destination is not None
         if s.destination.plan is None:
@@ -111,8 +110,8 @@ async def negotiate(request: Request) -> Response:
         grant_events = s.drain_events()
     s.tuning = tune([e.size for e in s.files], streams=s.options.streams,
                     same_host=_loopback(request))
-    if s.source is not None:
-        s.queue = s.source.queue(s.files, s.tuning)
+    if source is not None:
+        s.queue = source.queue(s.files, s.tuning)
     s.streams_expected = s.tuning.streams
     s.progress.set_phase("transfer")
     grant: dict[str, Any] = {"streams": s.tuning.streams, "tuning": s.tuning.to_json(),

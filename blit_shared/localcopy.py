@@ -24,15 +24,15 @@ def copy_local(source: Source, sink: Sink, files: list[Entry], tuning: Tuning) -
     def worker() -> None:
         while not stop.is_set() and (payload := payloads.get()) is not None:
             if isinstance(payload, Shard):
+                files = []
                 for e in payload.entries:
                     if stop.is_set():
                         break
                     try:
-                        data = source.read_small(e)
+                        files.append((e, source.read_small(e)))
                     except OSError as exc:
                         sink.fail(e.path, describe_error(exc))
-                        continue
-                    sink.write_file(e, data)
+                sink.write_files(files)
             else:
                 _copy_span(source, sink, payload.entry, payload.offset, payload.length,
                            tuning.buffer)

@@ -19,16 +19,18 @@ def temp_name(final: str) -> str:
     if len(name) > 37:  # 37 characters are at most 148 bytes: only long names need cutting
         name = name.encode("utf-8", "surrogateescape")[:150].decode("utf-8", "ignore")
     # <random> is a per-process prefix and a counter: unique without a getrandom() per file.
-    return f"{head}{sep}{TEMP_MARK}{os.getpid()}.{_PREFIX}{next(_counter):x}.{name}"
+    return f"{head}{sep}{TEMP_MARK}{_PID}.{_PREFIX}{next(_counter):x}.{name}"
 
 
+# getpid() is a syscall per call (glibc stopped caching it): kept here, renewed on fork.
+_PID = os.getpid()
 _PREFIX = os.urandom(4).hex()
 _counter = itertools.count()
 
 
 def _reseed() -> None:  # a forked child must not reuse its parent's names
-    global _PREFIX, _counter
-    _PREFIX, _counter = os.urandom(4).hex(), itertools.count()
+    global _PID, _PREFIX, _counter
+    _PID, _PREFIX, _counter = os.getpid(), os.urandom(4).hex(), itertools.count()
 
 
 os.register_at_fork(after_in_child=_reseed)

@@ -17,7 +17,8 @@ def two_sessions(tmp_path: Path) -> tuple[Sessions, object, object]:
     (tmp_path / "f").write_text("x")
     reg = Sessions()
     mod = Module("m", str(tmp_path))
-    return reg, reg.open_pull(mod, "", True, Options()), reg.open_pull(mod, "", True, Options())
+    (a, _), (b, _) = (reg.open_pull(mod, "", True, Options()) for _ in range(2))
+    return reg, a, b
 
 
 def test_token_is_single_use_and_bound(two_sessions: tuple[Sessions, object, object]) -> None:
