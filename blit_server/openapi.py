@@ -43,8 +43,12 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("DELETE", "/v1/transfers/{id}"): {"summary": "Abort a transfer; its temp files go."},
     ("POST", "/v1/transfers/{id}/manifest"): {
         "summary": "Push: the SOURCE's manifest; answers with the plan (need, counts).",
-        "body": "{entries: [[path, kind, size, mtime_ns, mode, target, digest]], errors}"},
-    ("GET", "/v1/transfers/{id}/manifest"): {"summary": "Pull: the SOURCE's manifest."},
+        "body": "{entries: [[path, kind, size, mtime_ns, mode, target, digest]], errors}, or "
+                "{same_as: DIGEST} to plan from an identical DESTINATION without it"},
+    ("GET", "/v1/transfers/{id}/manifest"): {
+        "summary": "Pull: the SOURCE's manifest, or {same: true} when it matches same_as.",
+        "query": [{"name": "same_as", "in": "query", "required": False,
+                   "schema": {"type": "string"}}]},
     ("POST", "/v1/transfers/{id}/negotiate"): {
         "summary": "Choose the carrier: a TCP data-plane grant (host, port, one-time tokens) "
                    "or HTTP; {fallback: true} turns an unused TCP grant into HTTP.",

@@ -62,11 +62,21 @@ async def post_manifest(request: Request) -> Response:
     s = session_of(request)
     if s.direction != "push" or s.destination is None:
         raise Conflict("only a push takes a manifest")
-    manifest = Manifest.from_wire(await read_json(request, MANIFEST_BODY))
+    data = await read_json(request, MANIFEST_BODY)
     dest = s.destination
+    if isinstance(data, dict) and "same_as" in data:
+        # A re-run: the SOURCE sends only its manifest's digest; equal to this tree's, the plan
+        # is made from this tree's own manifest, else the SOURCE sends the whole one.
+        same_as = field(data, "same_as", str)
+        own = await run_in_threadpool(dest.own_manifest)
+        if same_as != await run_in_threadpool(own.digest):
+            return JSON({"same": False})
+        manifest = own
+    else:
+        manifest = Manifest.from_wire(data)
     plan = await run_in_threadpool(dest.make_plan, manifest)
     body: dict[str, Any] = {"need": plan.need, "counts": plan.counts(),
-                            "deletions_skipped": dest.deletions_skipped}
+                            "deletions_skipped": dest.deletions_skipped, "same": "same_as" in data}
     if s.options.dry_run:
         body["report"] = plan.report(dest.deletions_skipped is None)
     return JSON(body)
@@ -77,7 +87,11 @@ async def get_manifest(request: Request) -> Response:
     s = session_of(request)
     if s.direction != "pull":
         raise Conflict("only a pull has a manifest to fetch")
-    return JSON((await s.ready_source()).manifest.to_wire())
+    manifest = (await s.ready_source()).manifest
+    same_as = request.query_params.get("same_as")
+    if same_as is not None and same_as == await run_in_threadpool(manifest.digest):
+        return JSON({"same": True})  # the DESTINATION already holds exactly this tree
+    return JSON(manifest.to_wire())
 
 
 async def negotiate(request: Request) -> Response:

@@ -40,6 +40,7 @@ class Destination:
         self.deletions_skipped: str | None = None
         self._tree_handle: Tree | None = None
         self._prescan: Future[Manifest] | None = None
+        self._own: Manifest | None = None
 
     def prescan(self) -> None:
         """Start the own-tree scan in the background so it overlaps the SOURCE scan (or the
@@ -68,6 +69,13 @@ class Destination:
         except NotADirectoryError:
             raise Conflict(f"destination path runs through a file: {self.root}") from None
 
+    def own_manifest(self) -> Manifest:
+        """This tree's scan (the prescan's, when one was started)."""
+        if self._own is None:
+            self._own = self._prescan.result() if self._prescan is not None else self.scan()
+            self._prescan = None
+        return self._own
+
     def make_plan(self, source: Manifest) -> Plan:
         if self.excludes:
             # The DESTINATION enforces its excludes itself: a source that sends an excluded
@@ -75,8 +83,7 @@ class Destination:
             kept = [e for e in source.entries
                     if not self.excludes.match(e.path, e.kind == DIR)]
             source = Manifest(kept, source.errors)
-        own = self._prescan.result() if self._prescan is not None else self.scan()
-        self._prescan = None
+        own = self.own_manifest()
         if own.temps:  # left by a transfer that was killed: gone before anything is compared
             remove_stale(self._tree().unlink, own.temps)
         self.plan = diff(source, own, mirror=self.mirror, checksum=self.checksum)

@@ -41,3 +41,7 @@ def new_hasher() -> xxhash.xxh3_128:
 
 def digest(data: bytes | bytearray | memoryview) -> bytes:
     return xxhash.xxh3_128_digest(data)
+
+
+def hex_digest(data: bytes | bytearray | memoryview) -> str:
+    return xxhash.xxh3_128_hexdigest(data)

@@ -8,9 +8,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import attrgetter
 
+import orjson
+
 from .errors import ProtocolError, UnsafePath
 from .excludes import Excludes
-from .hashing import file_digest
+from .hashing import file_digest, hex_digest
 from .paths import MAX_PATH_BYTES, check_relpath, join
 from .temps import is_temp
 
@@ -73,6 +75,14 @@ class Manifest:
 
     def to_wire(self) -> dict[str, object]:
         return {"entries": [e.to_wire() for e in self.entries], "errors": self.errors}
+
+    def digest(self) -> str | None:
+        """xxh3-128 of the entries' wire form, None for an incomplete scan. Equal digests of a
+        SOURCE and a DESTINATION mean nothing to do: a re-run then exchanges this instead of
+        the manifest (20,000 entries: ~1.5 MB of JSON, parsed and checked)."""
+        if self.errors:
+            return None
+        return hex_digest(orjson.dumps([e.to_wire() for e in self.entries]))
 
     @classmethod
     def from_wire(cls, data: object) -> Manifest:

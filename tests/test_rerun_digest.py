@@ -1,0 +1,84 @@
+"""Re-runs exchange a manifest digest instead of the manifest: equal trees plan nothing, any
+difference falls back to the whole manifest (and is transferred)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import httpx
+
+from blit_shared.manifest import scan
+from tests.daemon import running_daemon
+from tests.helpers import assert_same_tree, blit
+
+
+def make(root: Path) -> None:
+    (root / "d").mkdir(parents=True)
+    for i in range(30):
+        (root / "d" / f"f{i}.txt").write_text(f"{i}\n")
+        os.utime(root / "d" / f"f{i}.txt", ns=(10**18, 10**18 + i))
+
+
+def test_digest_is_none_for_an_incomplete_scan_and_tracks_every_field(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    make(a)
+    make(b)
+    os.utime(a, ns=(10**18, 10**18))
+    os.utime(b, ns=(10**18, 10**18))
+    os.utime(a / "d", ns=(10**18, 10**18))
+    os.utime(b / "d", ns=(10**18, 10**18))
+    ma, mb = scan(str(a)), scan(str(b))
+    assert ma.digest() == mb.digest() is not None
+    os.utime(b / "d" / "f3.txt", ns=(10**18, 10**18 + 99))
+    assert scan(str(b)).digest() != ma.digest()
+    ma.errors.append("x: Permission denied")
+    assert ma.digest() is None
+
+
+def test_rerun_push_and_pull_use_the_digest_and_still_see_changes(tmp_path: Path) -> None:
+    src, mod, pulled = tmp_path / "src", tmp_path / "mod", tmp_path / "pulled"
+    make(src)
+    mod.mkdir()
+    with running_daemon(tmp_path, "--module", f"m={mod}") as d:
+        for args in (("mirror", "-y", f"{src}/", d.url("m", "t") + "/"),
+                     ("mirror", "-y", d.url("m", "t") + "/", f"{pulled}/")):
+            first = blit(*args, "--json")
+            assert first.returncode == 0, first.stderr
+            again = json.loads(blit(*args, "--json").stdout.splitlines()[-1])
+            assert again["files_transferred"] == 0 and again["files_skipped"] == 31
+            assert again["files_examined"] == 32  # root, d, 30 files: same as a full plan
+        assert_same_tree(src, mod / "t")
+        assert_same_tree(src, pulled)
+
+        # A change on either side defeats the digest: the whole manifest goes, the file too.
+        (src / "d" / "f1.txt").write_text("changed\n")
+        push = json.loads(blit("mirror", "-y", "--json", f"{src}/",
+                               d.url("m", "t") + "/").stdout.splitlines()[-1])
+        assert push["files_transferred"] == 1
+        (pulled / "d" / "extra.txt").write_text("not in the source")
+        pull = json.loads(blit("mirror", "-y", "--json", d.url("m", "t") + "/",
+                               f"{pulled}/").stdout.splitlines()[-1])
+        assert pull["files_transferred"] == 1 and pull["files_deleted"] == 1
+        assert_same_tree(src, pulled)
+
+        # The protocol itself: a wrong digest plans nothing and asks for the manifest.
+        base = f"http://{d.addr}/v1/transfers"
+        sid = httpx.post(base, json={"direction": "push", "module": "m", "path": "t",
+                                     "source": {"kind": "d", "name": "t", "contents": True},
+                                     "options": {}}).json()["id"]
+        assert httpx.post(f"{base}/{sid}/manifest",
+                          json={"same_as": "0" * 32}).json() == {"same": False}
+        right = scan(str(src)).digest()
+        planned = httpx.post(f"{base}/{sid}/manifest", json={"same_as": right}).json()
+        assert planned["same"] is True and planned["need"] == []
+        httpx.delete(f"{base}/{sid}")
+
+        sid = httpx.post(base, json={"direction": "pull", "module": "m", "path": "t",
+                                     "trailing_slash": True, "options": {}}).json()["id"]
+        assert httpx.get(f"{base}/{sid}/manifest", params={"same_as": right}).json() == {
+            "same": True}
+        whole = httpx.get(f"{base}/{sid}/manifest", params={"same_as": "f" * 32}).json()
+        assert len(whole["entries"]) == 32
+        httpx.delete(f"{base}/{sid}")
