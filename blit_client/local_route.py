@@ -108,7 +108,7 @@ def run_local(src: str, dst: str, opts: Options, progress: Progress,
     sink = dest.prepare()
     try:
         copy_local(source, sink, plan.files, tune([e.size for e in plan.files],
-                                                  streams=opts.streams))
+                                                  streams=opts.streams, in_kernel=True))
     finally:
         dest.finish()
     extra["deletions_skipped"] = dest.deletions_skipped

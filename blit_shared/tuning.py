@@ -30,7 +30,7 @@ class Tuning:
 
 
 def tune(sizes: list[int], *, streams: int | None = None, cpus: int | None = None,
-         same_host: bool = False) -> Tuning:
+         same_host: bool = False, in_kernel: bool = False) -> Tuning:
     """Choose transfer parameters for files of `sizes` bytes.
 
     Small files → one stream: their cost is Python per file, and more threads only fight over
@@ -39,6 +39,8 @@ def tune(sizes: list[int], *, streams: int | None = None, cpus: int | None = Non
     so a single large file is still striped over every stream. `same_host`: the peer runs on
     this machine (loopback), so SOURCE and DESTINATION share its cores: one stream per pair
     of cores (1 GiB push over loopback on 2 cores: 1 stream 1.95 GB/s, 3 streams 1.69 GB/s).
+    `in_kernel`: the local route, where copy_file_range moves the bytes: one stream per core
+    (1 GiB on 2 cores: 2 streams 0.35 s, 3 streams 0.38 s, 1 stream 0.39 s).
     """
     cpus = cpus or os.cpu_count() or 2
     large = sum(s for s in sizes if s >= SMALL_FILE)
@@ -46,6 +48,8 @@ def tune(sizes: list[int], *, streams: int | None = None, cpus: int | None = Non
         streams = 1 if large < 64 * MiB else min(MAX_STREAMS, max(2, cpus + 1))
         if same_host:
             streams = min(streams, max(1, cpus // 2))
+        elif in_kernel:
+            streams = min(streams, max(2, cpus))
     streams = max(1, min(streams, MAX_STREAMS * 4))
     largest = max(sizes, default=0)
     # Ranges small enough that every stream gets several, large enough to amortise headers.

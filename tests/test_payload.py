@@ -128,3 +128,5 @@ def test_tune_same_host_shares_the_cores() -> None:
     assert tune([1 << 30], cpus=8, same_host=True).streams == 4
     assert tune([16 * KiB] * 20_000, cpus=8, same_host=True).streams == 1
     assert tune([1 << 30], cpus=2, same_host=True, streams=3).streams == 3  # the expert wins
+    assert tune([1 << 30], cpus=2, in_kernel=True).streams == 2  # local: one per core
+    assert tune([1 << 30], cpus=8, in_kernel=True).streams == 8
