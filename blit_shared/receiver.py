@@ -106,7 +106,7 @@ class Receiver:
             for name, _off, _size in tarshard.decode(body):
                 self.sink.fail(name, VERIFY_FAILED)
             return
-        self.sink.write_shard(body, count)
+        self.sink.write_shard(body, count, checked=self.verify and bool(sent))
 
     def close(self) -> None:
         """The carrier saw the end of its bytes: anything short of END is a truncated stream."""

@@ -118,11 +118,13 @@ class Sink:
         self.progress.add_bytes(entry.size)
         self._completed(entry)
 
-    def write_shard(self, tar_bytes: bytes | bytearray, count: int) -> None:
-        """Unpack a tar shard; members must be regular files that the plan expects."""
+    def write_shard(self, tar_bytes: bytes | bytearray, count: int,
+                    checked: bool = False) -> None:
+        """Unpack a tar shard; members must be regular files that the plan expects.
+        `checked`: its digest matched the SOURCE's (tarshard.decode skips header sums)."""
         view = memoryview(tar_bytes)
         files = [(self.entry(name, size), view[offset:offset + size])
-                 for name, offset, size in tarshard.decode(view)]
+                 for name, offset, size in tarshard.decode(view, checked)]
         if len(files) != count:
             raise ProtocolError(f"tar shard holds {len(files)} files, header said {count}")
         self.write_files(files)
