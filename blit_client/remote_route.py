@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from blit_shared.errors import BlitError, UsageError
+from blit_shared.errors import BlitError, ProtocolError, UsageError
 from blit_shared.manifest import Manifest
 from blit_shared.options import Options
 from blit_shared.progress import MAX_FAILURES_KEPT, Progress
@@ -122,7 +122,10 @@ def _plan_remote(api: DaemonClient, sid: str, manifest: Manifest) -> dict[str, A
     url = f"/v1/transfers/{sid}/manifest"
     mine = manifest.digest() if len(manifest.entries) > 1 else None
     if mine is not None:
-        planned: dict[str, Any] = api.call("POST", url, {"same_as": mine})
+        try:
+            planned: dict[str, Any] = api.call("POST", url, {"same_as": mine})
+        except ProtocolError:
+            planned = {}  # a daemon from before same_as: it wants the manifest itself
         if planned.get("same"):
             return planned
     return api.call("POST", url, manifest.to_wire())  # type: ignore[no-any-return]
@@ -172,6 +175,7 @@ def _pull(api: DaemonClient, src: Remote, dst_arg: str, opts: Options, progress:
         extra["fallback"] = bool(grant.get("fallback"))
         progress.set_phase("transfer")
         sink = dest.prepare()
+        ended = False
         try:
             def tcp(sock: socket.socket) -> None:
                 with sock:
@@ -184,8 +188,9 @@ def _pull(api: DaemonClient, src: Remote, dst_arg: str, opts: Options, progress:
                 receiver.close()
 
             _run_streams(api, grant, first, tcp, http)
+            ended = True  # run_all joined every stream (it raises only after that, too)
         finally:
-            dest.finish()
+            dest.finish(streams_ended=ended)
         summary = progress.summary(carrier=grant["carrier"],
                                    zero_copy=grant["carrier"] == "tcp", **extra)
         summary["deletions_skipped"] = dest.deletions_skipped

@@ -10,7 +10,9 @@ import secrets
 import stat
 import threading
 import time
-from concurrent.futures import Future
+import weakref
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from queue import SimpleQueue
 from typing import Any
@@ -56,6 +58,7 @@ class Session:
     summary: dict[str, Any] | None = None
     aborted: bool = False
     fallback: bool = False  # granted TCP, moved to HTTP because the client could not reach it
+    negotiating: bool = False
     scanning: Future[Source] | None = None  # pull: the SOURCE scan, running in the background
     created: float = field(default_factory=time.monotonic)
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -64,7 +67,8 @@ class Session:
     async def ready_source(self) -> Source:
         """The pull's SOURCE, once its background scan is done."""
         if self.source is None and self.scanning is not None:
-            await asyncio.wrap_future(self.scanning)
+            # shield: one waiter cancelled (a client gone) must not cancel the shared scan
+            await asyncio.shield(asyncio.wrap_future(self.scanning))
         if self.source is None:
             raise Conflict("only a pull has a SOURCE")
         return self.source
@@ -119,6 +123,23 @@ class Session:
                 "files_total": snap.files_total, "bytes_total": snap.bytes_total,
                 "files_done": snap.files_done, "bytes_done": snap.bytes_done,
                 "elapsed_s": round(snap.elapsed, 3), "finished": self.summary is not None}
+
+
+_SCANS = ThreadPoolExecutor(4, thread_name_prefix="blit-source-scan")
+
+
+def _recorder(session: Session) -> Callable[[dict[str, Any]], None]:
+    """The session's progress listener, holding it weakly: Session -> Progress -> Session
+    was a cycle, so a finished session (its Trees' descriptors too) waited for the cyclic
+    GC instead of going when its last reference did."""
+    ref = weakref.ref(session)
+
+    def record(event: dict[str, Any]) -> None:
+        live = ref()
+        if live is not None:
+            live.record(event)
+
+    return record
 
 
 def module_path(module: Module, rel: str) -> str:
@@ -199,7 +220,7 @@ class Sessions:
         module_path(module, "" if inner == "." else inner)
         progress = Progress()
         session = Session(secrets.token_hex(16), "push", module, options, progress)
-        progress.listener = session.record
+        progress.listener = _recorder(session)
         dest = Destination(where.root, progress, excludes=Excludes(options.excludes),
                            mirror=options.mirror, checksum=options.checksum,
                            single_name=where.single_name,
@@ -222,25 +243,22 @@ class Sessions:
         progress = Progress()
         progress.set_phase("scan")
         is_dir = stat.S_ISDIR(st.st_mode)
-        session = Session(secrets.token_hex(16), "pull", module, options, progress,
-                          scanning=Future())
+        session = Session(secrets.token_hex(16), "pull", module, options, progress)
 
-        def run() -> None:
-            assert session.scanning is not None
-            try:
-                if is_dir:
-                    manifest = scan(path, Excludes(options.excludes), checksum=options.checksum)
-                    session.source = Source(path, manifest, progress, verify=options.verify)
-                else:
-                    manifest = scan(path, name=os.path.basename(path), checksum=options.checksum)
-                    session.source = Source(os.path.dirname(path), manifest, progress,
-                                            single_file=path, verify=options.verify)
-                session.scanning.set_result(session.source)
-            except BaseException as exc:  # raised where the manifest is asked for
-                session.scanning.set_exception(exc)
+        def run() -> Source:
+            if is_dir:
+                manifest = scan(path, Excludes(options.excludes), checksum=options.checksum)
+                source = Source(path, manifest, progress, verify=options.verify)
+            else:
+                manifest = scan(path, name=os.path.basename(path), checksum=options.checksum)
+                source = Source(os.path.dirname(path), manifest, progress, single_file=path,
+                                verify=options.verify)
+            session.source = source
+            return source
 
         self._add(session)
-        threading.Thread(target=run, name="blit-source-scan", daemon=True).start()
+        # A few scans at a time (a --checksum scan hashes the whole tree): more opens queue.
+        session.scanning = _SCANS.submit(run)
         return session, DIR if is_dir else FILE
 
     # -- tokens ------------------------------------------------------------------------------
@@ -254,14 +272,16 @@ class Sessions:
                 tokens.append(token.hex())
         return tokens
 
-    def revoke(self, session: Session) -> int:
-        """Withdraw the session's unclaimed tokens (a client falling back to HTTP); returns
-        how many there were, so the caller knows whether a stream already started."""
+    def revoke_all(self, session: Session, granted: int) -> bool:
+        """Withdraw every token of the session if none was claimed yet (a client falling back
+        to HTTP); False, withdrawing nothing, once a stream has started."""
         with self._lock:
             keys = [k for k, (_t, sid, _e) in self._tokens.items() if sid == session.id]
+            if len(keys) != granted:
+                return False
             for k in keys:
                 del self._tokens[k]
-        return len(keys)
+        return True
 
     def claim(self, token: bytes) -> Session | None:
         """The session a token opens; single use, expiring, compared in constant time."""

@@ -101,8 +101,9 @@ async def negotiate(request: Request) -> Response:
     data = await read_json(request, MANIFEST_BODY)
     if field(data, "fallback", bool, False):
         return _fall_back(daemon, s)
-    if s.carrier is not None:
+    if s.carrier is not None or s.negotiating:
         raise Conflict("transfer already negotiated")
+    s.negotiating = True  # the awaits below must not let a second negotiate in
     force_http = field(data, "force_http", bool, False) or daemon.config.force_http
     grant_events: list[dict[str, Any]] = []
     source = await s.ready_source() if s.direction == "pull" else None
@@ -154,7 +155,7 @@ def _fall_back(daemon: Daemon, s: Session) -> Response:
     Only while no stream has claimed its token, so no byte can travel both ways."""
     if s.carrier != "tcp" or s.tuning is None:
         raise Conflict("only a transfer granted the TCP data plane can fall back to HTTP")
-    if daemon.sessions.revoke(s) != s.streams_expected:
+    if not daemon.sessions.revoke_all(s, s.streams_expected):
         raise Conflict("data streams already started on the TCP data plane")
     s.carrier = "http"
     s.fallback = True

@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+CACHING_THREADS = 4  # threads per Tree that keep handles: at most 4 x keep_dirs descriptors
 _SYS_OPENAT2 = 437  # the same number on every Linux architecture
 _RESOLVE = 0x08 | 0x04 | 0x02  # BENEATH | NO_SYMLINKS | NO_MAGICLINKS
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
@@ -105,22 +106,40 @@ class Tree:
         with contextlib.suppress(OSError, AttributeError):
             self.close()
 
-    def _cache(self) -> OrderedDict[str, int]:
+    def _cache(self) -> OrderedDict[str, int] | None:
+        """This thread's kept handles; None for threads beyond the first few (an HTTP push
+        may feed one Sink from many pool threads), which then open and close as they go."""
+        cache: OrderedDict[str, int] | None = getattr(self._local, "cache", None)
+        if cache is None and not getattr(self._local, "uncached", False):
+            with self._caches_lock:
+                if len(self._caches) < CACHING_THREADS and self._keep:
+                    cache = self._local.cache = OrderedDict()
+                    self._caches.append(cache)
+                else:
+                    self._local.uncached = True
+        return cache
+
+    def release_thread(self) -> None:
+        """Close the calling thread's kept handles (a helper thread that is about to end)."""
         cache: OrderedDict[str, int] | None = getattr(self._local, "cache", None)
         if cache is None:
-            cache = self._local.cache = OrderedDict()
-            with self._caches_lock:
-                self._caches.append(cache)
-        return cache
+            return
+        with self._caches_lock:
+            if any(c is cache for c in self._caches):
+                self._caches = [c for c in self._caches if c is not cache]
+        self._local.cache = None
+        for fd in cache.values():
+            os.close(fd)
+        cache.clear()
 
     def _parent(self, rel: str) -> tuple[int, str, bool]:
         """(handle on the parent directory of `rel`, last name, whether the caller closes it)."""
         head, _, name = rel.rpartition("/")
         if not head:
             return self.fd, name, False
-        if not self._keep:
+        cache = self._cache() if self._keep else None
+        if cache is None:
             return open_dir(self.fd, head), name, True
-        cache = self._cache()
         fd = cache.get(head)
         if fd is not None:
             cache.move_to_end(head)
@@ -132,9 +151,9 @@ class Tree:
 
     def _forget(self, rel: str) -> None:
         """Drop this thread's kept handles on `rel` and below it (it is being removed)."""
-        if not self._keep:
+        cache = self._cache() if self._keep else None
+        if cache is None:
             return
-        cache = self._cache()
         for head in [h for h in cache if h == rel or h.startswith(rel + "/")]:
             os.close(cache.pop(head))
 

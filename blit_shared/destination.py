@@ -42,7 +42,6 @@ class Destination:
         self._tree_handle: Tree | None = None
         self._prescan: Future[Manifest] | None = None
         self._own: Manifest | None = None
-        self._building: threading.Thread | None = None
 
     def prescan(self) -> None:
         """Start the own-tree scan in the background so it overlaps the SOURCE scan (or the
@@ -105,53 +104,40 @@ class Destination:
         return None
 
     def prepare(self) -> Sink:
-        """Make room before bytes arrive (clear what is in the way), then build the structure
-        (mkdir, symlinks, metadata fixes) on a thread while they arrive: the Sink holds each
-        file until its directory exists. A checkout-like tree has ~20,000 directories, ~0.4 s
-        of mkdir that no longer delays the first byte."""
+        """Make room and structure before bytes arrive: clear, mkdir, symlinks, metadata fixes.
+        (Building it while bytes arrive was tried: no faster on 2 cores, and waiting writers
+        looked like stalled streams to the stall timeouts.)"""
         plan = self._plan()
         if not os.path.isdir(self.root):
             self._guard("", os.makedirs, self.root, 0o700, True)
         try:
-            self._tree()
+            tree = self._tree()
         except OSError as exc:
             raise Conflict(f"cannot open destination {self.root}: {exc.strerror}") from None
         for e in plan.clear:
             self._guard(e.path, self._remove, e.path, e.kind == DIR)
-        dirs = [e for e in plan.mkdirs if e.path]
-        self.sink = sink = Sink(self.root, plan.files, self.progress,
-                                pending_dirs={e.path for e in dirs})
-        self._building = threading.Thread(target=self._build, args=(plan, dirs, sink),
-                                          name="blit-build", daemon=True)
-        self._building.start()
+        for level in _by_depth([e for e in plan.mkdirs if e.path]):
+            _on_two_threads(self._make_dir, level, tree)
+        for e in plan.links:
+            if self._guard(e.path, self._symlink, e.target, e.path, e.mtime_ns):
+                self.progress.file_done(e.path, 0, "linked")
+        for e in plan.meta:
+            if self._guard(e.path, tree.chmod, e.path, e.mode):
+                self._guard(e.path, tree.set_mtime, e.path, e.mtime_ns)
+        self.sink = Sink(self.root, plan.files, self.progress)
         for path in plan.conflicts:
             self.progress.file_failed(path, "a directory is in the way (mirror replaces it)")
-        return sink
+        return self.sink
 
-    def _build(self, plan: Plan, dirs: list[Entry], sink: Sink) -> None:
-        tree = self._tree()
-        try:
-            self._make_dirs(dirs, sink)
-            for e in plan.links:
-                if self._guard(e.path, self._symlink, e.target, e.path, e.mtime_ns):
-                    self.progress.file_done(e.path, 0, "linked")
-            for e in plan.meta:
-                if self._guard(e.path, tree.chmod, e.path, e.mode):
-                    self._guard(e.path, tree.set_mtime, e.path, e.mtime_ns)
-        finally:
-            sink.dirs_ready()  # failed ones too: their files fail on create, nobody hangs
-
-    def _wait_built(self) -> None:
-        if self._building is not None:
-            self._building.join()
-            self._building = None
-
-    def finish(self) -> None:
-        """After the bytes: drop incomplete temps, delete (mirror), then directory metadata."""
+    def finish(self, *, streams_ended: bool = True) -> None:
+        """After the bytes: drop incomplete temps, delete (mirror), then directory metadata.
+        `streams_ended`: no stream thread can touch the Sink any more (False after an
+        interrupt), so its Tree's kept handles can be closed now rather than by the GC."""
         plan = self._plan()
-        self._wait_built()
         if self.sink is not None:
             self.sink.close()
+            if streams_ended:
+                self.sink.tree.close()
         if self.mirror and plan.delete and self.deletions_skipped is None:
             if self.progress.failed:
                 self.deletions_skipped = "some files failed; nothing deleted"
@@ -159,11 +145,14 @@ class Destination:
                 for e in plan.delete:
                     self._delete(e)
         try:
-            self._tree()
+            tree = self._tree()
         except OSError:
             return  # the root was never created; that failure was reported
-        # Any order will do: a directory's times change with its entries, not its children's.
-        _on_two_threads(self._set_dir_meta, plan.dirs)
+        # Children before parents: a parent made unsearchable (mode 0o600) would hide them.
+        for level in reversed(_by_depth(plan.dirs)):
+            _on_two_threads(self._set_dir_meta, level, tree)
+        tree.close()
+        self._tree_handle = None
 
     # -- helpers -----------------------------------------------------------------------------
     def _plan(self) -> Plan:
@@ -213,28 +202,19 @@ class Destination:
         except FileNotFoundError:
             pass
 
-    def _make_dirs(self, dirs: list[Entry], sink: Sink) -> None:
-        """mkdir in rounds by depth (parents first), each round split over two threads: a
-        mkdir is one GIL-free syscall (~23 us on journaled ext4), and a checkout-like tree
-        has ~20,000 directories to create before the first byte can land."""
-        levels: dict[int, list[Entry]] = {}
-        for e in dirs:
-            levels.setdefault(e.path.count("/"), []).append(e)
-
-        def make(e: Entry) -> None:
-            self._guard(e.path, self._mkdir, e.path, e.mode)
-            sink.dir_made(e.path)
-
-        for depth in sorted(levels):
-            _on_two_threads(make, levels[depth])
+    def _make_dir(self, e: Entry) -> None:
+        self._guard(e.path, self._mkdir, e.path, e.mode)
 
     def _set_dir_meta(self, e: Entry) -> None:
         tree = self._tree()
         try:
             # The root may be a link to a directory (rsync follows it, so does the handle).
             st = tree.lstat(e.path)
-        except OSError:
+        except (FileNotFoundError, NotADirectoryError):
             return  # its creation already failed and was reported
+        except OSError as exc:
+            self.progress.file_failed(e.path, exc.strerror or str(exc))
+            return
         if not stat.S_ISDIR(st.st_mode):
             return
         if stat.S_IMODE(st.st_mode) != e.mode:
@@ -267,16 +247,34 @@ class Destination:
             raise
 
 
-def _on_two_threads(step: Callable[[Entry], None], entries: list[Entry]) -> None:
+def _by_depth(entries: list[Entry]) -> list[list[Entry]]:
+    """Entries grouped by depth, shallowest first: within a group none is another's parent."""
+    levels: dict[int, list[Entry]] = {}
+    for e in entries:
+        levels.setdefault(e.path.count("/") if e.path else -1, []).append(e)
+    return [levels[d] for d in sorted(levels)]
+
+
+def _on_two_threads(step: Callable[[Entry], None], entries: list[Entry], tree: Tree) -> None:
     """`step` for every entry, half of them on a helper thread: directory steps are single
-    GIL-free syscalls (mkdir ~23 us, utimensat), so two threads overlap them."""
+    GIL-free syscalls (mkdir ~23 us on journaled ext4, utimensat), so two threads overlap
+    them (a checkout-like tree has ~20,000 directories). The helper gives back the handles
+    it kept, so no thread outlives its descriptors."""
     if len(entries) < 16:
         for e in entries:
             step(e)
         return
     half = len(entries) // 2
+
+    def helper_part() -> None:
+        try:
+            for e in entries[half:]:
+                step(e)
+        finally:
+            tree.release_thread()
+
     with ThreadPoolExecutor(1, thread_name_prefix="blit-dirs") as helper:
-        other = helper.submit(lambda: [step(e) for e in entries[half:]])
+        other = helper.submit(helper_part)
         for e in entries[:half]:
             step(e)
         other.result()

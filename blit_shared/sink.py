@@ -43,8 +43,7 @@ class Partial:
 class Sink:
     """Writes the files of one plan under `root`; thread-safe, shared by every stream."""
 
-    def __init__(self, root: str, expected: list[Entry], progress: Progress,
-                 pending_dirs: set[str] | None = None) -> None:
+    def __init__(self, root: str, expected: list[Entry], progress: Progress) -> None:
         self.root = root
         # Every write resolves beneath this handle, never via a link.
         self.tree = Tree(root, keep_dirs=KEEP_DIRS)
@@ -56,27 +55,7 @@ class Sink:
         self._dead: list[Partial] = []
         self._lock = threading.Lock()
         self._helper: ThreadPoolExecutor | None = None
-        # Directories still being made (Destination builds them while bytes arrive).
-        self._pending = pending_dirs or set()
-        self._built = threading.Condition()
-
-    # -- structure -----------------------------------------------------------------------------
-    def dir_made(self, path: str) -> None:
-        with self._built:
-            self._pending.discard(path)
-            self._built.notify_all()
-
-    def dirs_ready(self) -> None:
-        with self._built:
-            self._pending.clear()
-            self._built.notify_all()
-
-    def _wait_dir(self, rel: str) -> None:
-        """Hold a file until its directory exists (cheap once all are made: an empty set)."""
-        if self._pending:
-            parent = rel.rpartition("/")[0]
-            with self._built:
-                self._built.wait_for(lambda: parent not in self._pending)
+        self._closed = False
 
     # -- lookups -----------------------------------------------------------------------------
     def entry(self, path: str, size: int) -> Entry:
@@ -96,7 +75,6 @@ class Sink:
         if not self.wanted(entry.path):
             return
         temp = temp_name(entry.path)
-        self._wait_dir(entry.path)
         try:
             fd = self.tree.create(temp, entry.mode & 0o777)
         except OSError as exc:
@@ -137,10 +115,14 @@ class Sink:
             for e, data in files:
                 self.write_file(e, data)
             return
-        if self._helper is None:
-            self._helper = ThreadPoolExecutor(1, thread_name_prefix="blit-sink")
+        with self._lock:
+            if self._closed:  # aborted meanwhile: what is left fails as "not received"
+                return
+            if self._helper is None:
+                self._helper = ThreadPoolExecutor(1, thread_name_prefix="blit-sink")
+            helper = self._helper
         half = len(files) // 2
-        other = self._helper.submit(self._write_all, files[half:])
+        other = helper.submit(self._write_all, files[half:])
         try:
             self._write_all(files[:half])
         finally:
@@ -153,7 +135,6 @@ class Sink:
     # -- spans of larger files ---------------------------------------------------------------
     def open_span(self, entry: Entry) -> Partial | None:
         """The shared Partial for `entry`, created on first use; None when it already failed."""
-        self._wait_dir(entry.path)
         with self._lock:
             if not self.wanted(entry.path):
                 return None
@@ -241,9 +222,11 @@ class Sink:
 
     def close(self) -> None:
         """Abort what is still incomplete: temp files go, the final names stay untouched."""
-        if self._helper is not None:
-            self._helper.shutdown(wait=True)
-            self._helper = None
+        with self._lock:
+            self._closed = True
+            helper, self._helper = self._helper, None
+        if helper is not None:
+            helper.shutdown(wait=True)
         with self._lock:
             partials, self._partials = list(self._partials.values()), {}
             dead, self._dead = self._dead, []
