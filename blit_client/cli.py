@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -224,6 +225,16 @@ def _report(renderer: Renderer, result: dict[str, Any]) -> int:
     return EXIT_PARTIAL if incomplete else EXIT_OK
 
 
+def _fatal(code: str, message: str, exit_code: int) -> int:
+    """With --json, a run that ends without a summary says why as its last line (usage
+    errors, exit 3, stay off stdout: nothing was started)."""
+    if exit_code != EXIT_USAGE and "--json" in sys.argv[1:]:
+        event = {"event": "error", "code": code, "message": message, "exit_code": exit_code}
+        with contextlib.suppress(OSError):
+            sys.stdout.buffer.write(orjson.dumps(event) + b"\n")
+    return exit_code
+
+
 def main() -> None:
     """Entry point: maps usage errors to exit 3 and BlitError to its code (see docs/cli.md)."""
     command = typer.main.get_command(app)
@@ -234,16 +245,16 @@ def main() -> None:
         code = EXIT_USAGE
     except typer.Abort:
         print("blit: aborted", file=sys.stderr)
-        code = EXIT_FATAL
+        code = _fatal("aborted", "aborted", EXIT_FATAL)
     except BlitError as exc:
         print(f"blit: error: {exc.message}", file=sys.stderr)
-        code = exc.exit_code
+        code = _fatal(exc.code, exc.message, exc.exit_code)
     except KeyboardInterrupt:
         print("blit: interrupted", file=sys.stderr)
-        code = 130
+        code = _fatal("interrupted", "interrupted", 130)
     except OSError as exc:
         print(f"blit: error: {exc}", file=sys.stderr)
-        code = EXIT_FATAL
+        code = _fatal("io", str(exc), EXIT_FATAL)
     sys.stdout.flush()
     sys.exit(code if isinstance(code, int) else EXIT_OK)
 

@@ -37,10 +37,11 @@ def check_lines(stdout: str, *, finished: bool = True) -> list[dict[str, Any]]:
         errors = sorted(EVENTS.iter_errors(event), key=str)
         assert not errors, f"{event} does not match the schema: {errors[0].message}"
     summaries = [e for e in events if e["event"] == "summary"]
+    errors = [e for e in events if e["event"] == "error"]
     if finished:
-        assert summaries == events[-1:] and summaries[0]["schema"] == 1
-    else:
-        assert summaries == []
+        assert summaries == events[-1:] and summaries[0]["schema"] == 1 and not errors
+    else:  # a fatal run ends with the one error event that says why
+        assert summaries == [] and errors == events[-1:]
     return events
 
 
@@ -61,7 +62,7 @@ def test_schema_itself_is_valid_2020_12() -> None:
     assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     named = {ref["$ref"].rpartition("/")[2] for ref in SCHEMA["oneOf"]}
     assert named == {"phase", "scan", "plan", "file", "fail", "warning", "notice", "plan_item",
-                     "progress", "summary"}
+                     "progress", "summary", "error"}
 
 
 def test_examples_in_docs_json_md_match_the_schema() -> None:
@@ -172,7 +173,9 @@ def test_mirror_without_yes_off_a_terminal_exits_3_having_written_nothing(
 def test_missing_source_exits_1(tmp_path: Path) -> None:
     r = blit("copy", "--json", str(tmp_path / "nope"), str(tmp_path / "dst"))
     assert r.returncode == 1 and "does not exist" in r.stderr
-    check_lines(r.stdout, finished=False)
+    error = check_lines(r.stdout, finished=False)[-1]
+    assert error["exit_code"] == 1 and error["code"] == "not_found"
+    assert "does not exist" in error["message"]
 
 
 def test_unreachable_daemon_exits_1(small_tree: Path, tmp_path: Path) -> None:
@@ -183,7 +186,8 @@ def test_unreachable_daemon_exits_1(small_tree: Path, tmp_path: Path) -> None:
         r = blit(args[0], "--json", *args[1:])
         assert r.returncode == 1, (args, r.stderr)
         assert "cannot reach daemon" in r.stderr
-        check_lines(r.stdout, finished=False)  # what came before the failure is valid
+        error = check_lines(r.stdout, finished=False)[-1]  # all valid, error last
+        assert error["exit_code"] == 1 and "cannot reach daemon" in error["message"]
 
 
 # -- push and pull ------------------------------------------------------------------------------
