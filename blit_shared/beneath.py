@@ -19,7 +19,8 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-CACHING_THREADS = 4  # threads per Tree that keep handles: at most 4 x keep_dirs descriptors
+KEEP_DIRS = 32  # parent handles a caching thread keeps (files and dirs come in tree order)
+CACHING_THREADS = 2  # threads per Tree that keep handles: at most 2 x 32 descriptors
 _SYS_OPENAT2 = 437  # the same number on every Linux architecture
 _RESOLVE = 0x08 | 0x04 | 0x02  # BENEATH | NO_SYMLINKS | NO_MAGICLINKS
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
@@ -166,6 +167,16 @@ class Tree:
         finally:
             if owned:
                 os.close(fd)
+
+    def open_read(self, rel: str) -> int:
+        """Open file `rel` for reading: parents beneath the root without links, the file
+        itself O_NOFOLLOW (the SOURCE's counterpart of create)."""
+        d, name, owned = self._parent(rel)
+        try:
+            return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=d)
+        finally:
+            if owned:
+                os.close(d)
 
     # create and rename run once per file received: no context manager on this path.
     def create(self, rel: str, mode: int) -> int:

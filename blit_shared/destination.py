@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from .beneath import Tree
+from .beneath import KEEP_DIRS, Tree
 from .errors import Conflict
 from .excludes import Excludes
 from .layout import existing_kind
@@ -18,7 +18,7 @@ from .manifest import DIR, Entry, Manifest, scan
 from .paths import join
 from .plan import Plan, diff
 from .progress import Progress
-from .sink import KEEP_DIRS, Sink
+from .sink import Sink
 from .temps import remove_stale, temp_name
 
 

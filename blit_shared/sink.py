@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import tarshard
-from .beneath import Tree
+from .beneath import KEEP_DIRS, Tree
 from .errors import ProtocolError
 from .manifest import Entry
 from .paths import check_relpath
@@ -24,7 +24,6 @@ def _umask() -> int:
 
 
 UMASK = _umask()
-KEEP_DIRS = 64  # parent directory handles each writing thread keeps open (beneath.Tree)
 PARALLEL_MIN = 8  # write_files splits a batch over two threads from this many files
 
 

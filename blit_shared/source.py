@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from . import tarshard, wire
+from .beneath import KEEP_DIRS, Tree
 from .errors import ProtocolError
 from .hashing import digest, span_digest
 from .manifest import FILE, Entry, Manifest
-from .paths import join
 from .payload import Payload, Shard, Span, plan_payloads
 from .progress import Progress
 from .tuning import Tuning
@@ -47,9 +47,7 @@ class Source:
         self.single_file = single_file  # when the source is one file, its real path
         self._left: dict[str, int] = {}
         self._lock = threading.Lock()
-
-    def path_of(self, entry: Entry) -> str:
-        return self.single_file or join(self.root, entry.path)
+        self._tree: Tree | None = None
 
     def resolve_need(self, need: list[int]) -> list[Entry]:
         """Source-manifest indexes from the DESTINATION → the file entries to send."""
@@ -78,8 +76,17 @@ class Source:
 
     # -- reading ---------------------------------------------------------------------------
     def open(self, entry: Entry) -> int:
-        """Open `entry` for reading and check it still matches the manifest."""
-        fd = os.open(self.path_of(entry), os.O_RDONLY | os.O_NOFOLLOW)
+        """Open `entry` for reading and check it still matches the manifest. Through a Tree
+        on the root: a parent directory swapped for a link after the scan cannot make blit
+        read (and send) a file from elsewhere; kept parent handles also spare a path walk."""
+        if self.single_file is not None:
+            fd = os.open(self.single_file, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        else:
+            if self._tree is None:
+                with self._lock:
+                    if self._tree is None:
+                        self._tree = Tree(self.root, keep_dirs=KEEP_DIRS)
+            fd = self._tree.open_read(entry.path)
         try:
             self.check(fd, entry)
         except OSError:
