@@ -13,11 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# One way to pick a port and to stop what we started, shared with the tests.
+from tests.daemon import free_port, stop
 
 
 def _wait_port(proc: subprocess.Popen[bytes], port: int, log: Path, what: str) -> None:
@@ -32,18 +29,6 @@ def _wait_port(proc: subprocess.Popen[bytes], port: int, log: Path, what: str) -
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{what} did not listen on {port}") from None
             time.sleep(0.05)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop one process we started, by its PID: SIGTERM, then SIGKILL after 15 s."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @dataclass(slots=True)

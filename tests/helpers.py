@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pty
 import random
 import stat
 import subprocess
@@ -203,3 +204,15 @@ def blit(*args: str, input: str | None = None, cwd: str | os.PathLike[str] | Non
         input=input, stdin=subprocess.DEVNULL if input is None else None,
         capture_output=True, text=True, timeout=300, cwd=cwd, env=full_env, check=False,
     )
+
+
+def blit_on_tty(args: list[str], answer: str) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI with a terminal on stdin that has `answer` typed in (confirmations)."""
+    master, slave = pty.openpty()
+    try:
+        os.write(master, answer.encode())
+        return subprocess.run([sys.executable, "-m", "blit_client.cli", *args], stdin=slave,
+                              capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        os.close(slave)
+        os.close(master)

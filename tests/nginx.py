@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.daemon import free_port
+from tests.daemon import free_port, stop
 
 CONF = Path(__file__).resolve().parent.parent / "docs" / "deploy" / "nginx.conf"
 
@@ -92,9 +92,4 @@ def running_nginx(tmp: Path, upstream_port: int) -> Iterator[Proxy]:
                 time.sleep(0.05)
         yield Proxy(port, prefix)
     finally:
-        proc.terminate()  # SIGTERM: fast shutdown of master and workers
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)  # SIGTERM: nginx's fast shutdown of master and workers

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import shutil
 import signal
 import subprocess
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import TEMP_MARK, assert_same_tree, blit, snapshot, walk
+from tests.helpers import TEMP_MARK, assert_same_tree, blit, blit_on_tty, snapshot, walk
 
 SUMMARY_KEYS = {"files_examined", "files_transferred", "files_skipped", "files_deleted",
                 "bytes", "duration_s", "rate_bytes_per_s"}
@@ -571,24 +570,13 @@ def test_version_and_help() -> None:
 
 # -- interactive confirmation --------------------------------------------------------------------
 
-def _on_tty(args: list[str], answer: str) -> subprocess.CompletedProcess[str]:
-    master, slave = pty.openpty()
-    try:
-        os.write(master, answer.encode())
-        return subprocess.run([sys.executable, "-m", "blit_client.cli", *args], stdin=slave,
-                              capture_output=True, text=True, timeout=120, check=False)
-    finally:
-        os.close(slave)
-        os.close(master)
-
-
 @pytest.mark.parametrize(("answer", "code"), [("n\n", 3), ("y\n", 0)])
 def test_mirror_asks_on_a_tty(small_tree: Path, tmp_path: Path, answer: str, code: int) -> None:
     dst = tmp_path / "dst"
     ok("copy", f"{small_tree}/", str(dst))
     _add_extras(dst)
     before = snapshot(dst)
-    r = _on_tty(["mirror", f"{small_tree}/", str(dst)], answer)
+    r = blit_on_tty(["mirror", f"{small_tree}/", str(dst)], answer)
     assert r.returncode == code, r.stderr
     assert "delete 5 entries" in r.stderr
     if code:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,7 @@ import pytest
 
 from blit_client.render import human_bytes
 from tests.daemon import Daemon, running_daemon
-from tests.helpers import blit, snapshot, walk
+from tests.helpers import blit, blit_on_tty, snapshot, walk
 
 TOKEN = "locked-module-token"
 
@@ -160,23 +158,12 @@ def test_rm_off_a_terminal_without_yes_exits_3(setup: Setup, area: Path,
     assert snapshot(area) == before
 
 
-def _on_tty(args: list[str], answer: str) -> subprocess.CompletedProcess[str]:
-    master, slave = pty.openpty()
-    try:
-        os.write(master, answer.encode())
-        return subprocess.run([sys.executable, "-m", "blit_client.cli", *args], stdin=slave,
-                              capture_output=True, text=True, timeout=120, check=False)
-    finally:
-        os.close(slave)
-        os.close(master)
-
-
 @pytest.mark.parametrize(("answer", "code"), [("n\n", 3), ("y\n", 0)])
 def test_rm_asks_on_a_terminal(setup: Setup, area: Path, answer: str, code: int) -> None:
     (area / "d" / "e").mkdir(parents=True)
     (area / "d" / "e" / "f").write_text("12345")
     before = snapshot(area)
-    r = _on_tty(["rm", "-r", url(setup, rel(setup, area / "d"))], answer)
+    r = blit_on_tty(["rm", "-r", url(setup, rel(setup, area / "d"))], answer)
     assert r.returncode == code, r.stderr
     assert "and everything in it (1 file, 1 dir, 5 B)?" in r.stderr
     assert (snapshot(area) == before) == (code == 3)
@@ -186,7 +173,7 @@ def test_rm_asks_on_a_terminal(setup: Setup, area: Path, answer: str, code: int)
 def test_rm_on_a_terminal_refuses_a_directory_without_r_before_asking(setup: Setup,
                                                                       area: Path) -> None:
     (area / "d").mkdir()
-    r = _on_tty(["rm", url(setup, rel(setup, area / "d"))], "y\n")
+    r = blit_on_tty(["rm", url(setup, rel(setup, area / "d"))], "y\n")
     assert r.returncode == 1 and "-r/--recursive" in r.stderr and "?" not in r.stderr
     assert (area / "d").is_dir()
 
