@@ -7,8 +7,7 @@ import errno
 import os
 import stat
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 from .beneath import KEEP_DIRS, Tree
 from .errors import Conflict
@@ -20,6 +19,7 @@ from .plan import Plan, diff
 from .progress import Progress
 from .sink import Sink
 from .temps import remove_stale, temp_name
+from .workers import on_two_threads
 
 
 class Destination:
@@ -117,7 +117,7 @@ class Destination:
         for e in plan.clear:
             self._guard(e.path, self._remove, e.path, e.kind == DIR)
         for level in _by_depth([e for e in plan.mkdirs if e.path]):
-            _on_two_threads(self._make_dir, level, tree)
+            on_two_threads(self._make_dir, level, tree.release_thread)
         for e in plan.links:
             if self._guard(e.path, self._symlink, e.target, e.path, e.mtime_ns):
                 self.progress.file_done(e.path, 0, "linked")
@@ -150,7 +150,7 @@ class Destination:
             return  # the root was never created; that failure was reported
         # Children before parents: a parent made unsearchable (mode 0o600) would hide them.
         for level in reversed(_by_depth(plan.dirs)):
-            _on_two_threads(self._set_dir_meta, level, tree)
+            on_two_threads(self._set_dir_meta, level, tree.release_thread)
         tree.close()
         self._tree_handle = None
 
@@ -253,28 +253,3 @@ def _by_depth(entries: list[Entry]) -> list[list[Entry]]:
     for e in entries:
         levels.setdefault(e.path.count("/") if e.path else -1, []).append(e)
     return [levels[d] for d in sorted(levels)]
-
-
-def _on_two_threads(step: Callable[[Entry], None], entries: list[Entry], tree: Tree) -> None:
-    """`step` for every entry, half of them on a helper thread: directory steps are single
-    GIL-free syscalls (mkdir ~23 us on journaled ext4, utimensat), so two threads overlap
-    them (a checkout-like tree has ~20,000 directories). The helper gives back the handles
-    it kept, so no thread outlives its descriptors."""
-    if len(entries) < 16:
-        for e in entries:
-            step(e)
-        return
-    half = len(entries) // 2
-
-    def helper_part() -> None:
-        try:
-            for e in entries[half:]:
-                step(e)
-        finally:
-            tree.release_thread()
-
-    with ThreadPoolExecutor(1, thread_name_prefix="blit-dirs") as helper:
-        other = helper.submit(helper_part)
-        for e in entries[:half]:
-            step(e)
-        other.result()

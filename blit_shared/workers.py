@@ -1,9 +1,15 @@
-"""Run a few blocking jobs on threads (streams, copy workers) and surface the first failure."""
+"""Run blocking work on threads: jobs (streams, copy workers) surfacing the first failure, and
+batches of single-syscall steps split over two threads."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+T = TypeVar("T")
+PARALLEL_MIN = 16  # batches smaller than this stay on the calling thread
 
 
 def run_all(jobs: list[Callable[[], None]], on_interrupt: Callable[[], None] | None = None) -> None:
@@ -34,3 +40,30 @@ def run_all(jobs: list[Callable[[], None]], on_interrupt: Callable[[], None] | N
         raise
     if errors:
         raise errors[0]
+
+
+def on_two_threads(step: Callable[[T], None], items: Sequence[T],
+                   release: Callable[[], None] | None = None) -> None:
+    """`step` for every item, half of them on a helper thread. For steps that are mostly
+    GIL-free syscalls (a small file's create/write/futimens/close/rename, a mkdir, a
+    utimensat): two threads overlap them (20,000 files on journaled ext4: 30 -> 17-23 us per
+    file). `release` runs on the helper before it ends (a Tree gives back its handles)."""
+    if len(items) < PARALLEL_MIN:
+        for item in items:
+            step(item)
+        return
+    half = len(items) // 2
+
+    def helper_part() -> None:
+        try:
+            for item in items[half:]:
+                step(item)
+        finally:
+            if release is not None:
+                release()
+
+    with ThreadPoolExecutor(1, thread_name_prefix="blit-helper") as helper:
+        other = helper.submit(helper_part)
+        for item in items[:half]:
+            step(item)
+        other.result()
