@@ -8,6 +8,7 @@ import os
 import stat
 import threading
 from concurrent.futures import Future
+from typing import TypeVar
 
 from .beneath import KEEP_DIRS, Tree
 from .errors import Conflict
@@ -15,11 +16,13 @@ from .excludes import Excludes
 from .layout import existing_kind
 from .manifest import DIR, Entry, Manifest, scan
 from .paths import join
-from .plan import Plan, diff
+from .plan import Plan, diff_part, plan_deletions
 from .progress import Progress
 from .sink import Sink
 from .temps import remove_stale, temp_name
 from .workers import on_two_threads
+
+T = TypeVar("T")
 
 
 class Destination:
@@ -42,6 +45,10 @@ class Destination:
         self._tree_handle: Tree | None = None
         self._prescan: Future[Manifest] | None = None
         self._own: Manifest | None = None
+        self._have: dict[str, Entry] = {}
+        self._lock = threading.Lock()  # parts of a manifest are planned and prepared in turn
+        self._prepared = dict.fromkeys(("clear", "mkdirs", "links", "meta", "files",
+                                        "conflicts"), 0)
 
     def prescan(self) -> None:
         """Start the own-tree scan in the background so it overlaps the SOURCE scan (or the
@@ -78,20 +85,38 @@ class Destination:
         return self._own
 
     def make_plan(self, source: Manifest) -> Plan:
-        if self.excludes:
-            # The DESTINATION enforces its excludes itself: a source that sends an excluded
-            # path anyway could otherwise write beneath an excluded (unscanned) symlink.
-            kept = [e for e in source.entries
-                    if not self.excludes.match(e.path, e.kind == DIR)]
-            source = Manifest(kept, source.errors)
-        own = self.own_manifest()
-        if own.temps:  # left by a transfer that was killed: gone before anything is compared
-            remove_stale(self._tree().unlink, own.temps)
-        self.plan = diff(source, own, mirror=self.mirror, checksum=self.checksum)
-        if self.mirror and self.plan.delete:
-            self.deletions_skipped = self._deletion_veto(source)
-        self.progress.planned(self.plan.counts())
-        return self.plan
+        """Plan against a whole SOURCE manifest."""
+        return self.plan_part(source.entries, 0, whole=source)
+
+    def plan_part(self, entries: list[Entry], offset: int, *,
+                  whole: Manifest | None = None) -> Plan:
+        """Plan the next part of a SOURCE manifest (its entries from index `offset`) and return
+        the plan so far. `whole`: the complete manifest, given with its last part; only then
+        are deletions planned (a mirror deletes what the whole SOURCE lacks)."""
+        with self._lock:
+            if self.plan is None:
+                own = self.own_manifest()
+                if own.temps:  # left by a transfer that was killed: gone before any compare
+                    remove_stale(self._tree().unlink, own.temps)
+                self.plan, self._have = Plan(), own.by_path()
+            if self.excludes:
+                # The DESTINATION enforces its excludes itself: a source that sends an excluded
+                # path anyway could otherwise write beneath an excluded (unscanned) symlink.
+                entries = [e for e in entries if not self.excludes.match(e.path, e.kind == DIR)]
+            diff_part(self.plan, entries, offset, self._have, mirror=self.mirror,
+                      checksum=self.checksum)
+            if whole is not None and self.mirror:
+                plan_deletions(self.plan, {e.path for e in whole.entries}
+                               - self._excluded(whole), self.own_manifest())
+                if self.plan.delete:
+                    self.deletions_skipped = self._deletion_veto(whole)
+            self.progress.planned(self.plan.counts())
+            return self.plan
+
+    def _excluded(self, whole: Manifest) -> set[str]:
+        if not self.excludes:
+            return set()
+        return {e.path for e in whole.entries if self.excludes.match(e.path, e.kind == DIR)}
 
     def _deletion_veto(self, source: Manifest) -> str | None:
         if not source.complete:
@@ -104,30 +129,40 @@ class Destination:
         return None
 
     def prepare(self) -> Sink:
-        """Make room and structure before bytes arrive: clear, mkdir, symlinks, metadata fixes.
-        (Building it while bytes arrive was tried: no faster on 2 cores, and waiting writers
-        looked like stalled streams to the stall timeouts.)"""
-        plan = self._plan()
-        if not os.path.isdir(self.root):
-            self._guard("", os.makedirs, self.root, 0o700, True)
-        try:
-            tree = self._tree()
-        except OSError as exc:
-            raise Conflict(f"cannot open destination {self.root}: {exc.strerror}") from None
-        for e in plan.clear:
-            self._guard(e.path, self._remove, e.path, e.kind == DIR)
-        for level in _by_depth([e for e in plan.mkdirs if e.path]):
-            on_two_threads(self._make_dir, level, tree.release_thread)
-        for e in plan.links:
-            if self._guard(e.path, self._symlink, e.target, e.path, e.mtime_ns):
-                self.progress.file_done(e.path, 0, "linked")
-        for e in plan.meta:
-            if self._guard(e.path, tree.chmod, e.path, e.mode):
-                self._guard(e.path, tree.set_mtime, e.path, e.mtime_ns)
-        self.sink = Sink(self.root, plan.files, self.progress)
-        for path in plan.conflicts:
-            self.progress.file_failed(path, "a directory is in the way (mirror replaces it)")
-        return self.sink
+        """Make room and structure before bytes arrive: clear, mkdir, symlinks, metadata fixes,
+        for what was planned since the last call (a manifest in parts: each part before its
+        files are sent). (Building it while bytes arrive was tried: no faster on 2 cores, and
+        waiting writers looked like stalled streams to the stall timeouts.)"""
+        with self._lock:
+            plan = self._plan()
+            if self.sink is None and not os.path.isdir(self.root):
+                self._guard("", os.makedirs, self.root, 0o700, True)
+            try:
+                tree = self._tree()
+            except OSError as exc:
+                raise Conflict(f"cannot open destination {self.root}: {exc.strerror}") from None
+            for e in self._unprepared("clear", plan.clear):
+                self._guard(e.path, self._remove, e.path, e.kind == DIR)
+            for level in _by_depth([e for e in self._unprepared("mkdirs", plan.mkdirs) if e.path]):
+                on_two_threads(self._make_dir, level, tree.release_thread)
+            for e in self._unprepared("links", plan.links):
+                if self._guard(e.path, self._symlink, e.target, e.path, e.mtime_ns):
+                    self.progress.file_done(e.path, 0, "linked")
+            for e in self._unprepared("meta", plan.meta):
+                if self._guard(e.path, tree.chmod, e.path, e.mode):
+                    self._guard(e.path, tree.set_mtime, e.path, e.mtime_ns)
+            files = self._unprepared("files", plan.files)
+            if self.sink is None:
+                self.sink = Sink(self.root, files, self.progress)
+            else:
+                self.sink.expect(files)
+            for path in self._unprepared("conflicts", plan.conflicts):
+                self.progress.file_failed(path, "a directory is in the way (mirror replaces it)")
+            return self.sink
+
+    def _unprepared(self, name: str, items: list[T]) -> list[T]:
+        start, self._prepared[name] = self._prepared[name], len(items)
+        return items[start:]
 
     def finish(self, *, streams_ended: bool = True) -> None:
         """After the bytes: drop incomplete temps, delete (mirror), then directory metadata.

@@ -57,8 +57,17 @@ def diff(source: Manifest, dest: Manifest, *, mirror: bool = False,
          checksum: bool = False) -> Plan:
     """Compare the SOURCE manifest with the DESTINATION's own scan (rsync's quick check)."""
     plan = Plan()
-    have = dest.by_path()
-    for index, src in enumerate(source.entries):
+    diff_part(plan, source.entries, 0, dest.by_path(), mirror=mirror, checksum=checksum)
+    if mirror:
+        plan_deletions(plan, {e.path for e in source.entries}, dest)
+    return plan
+
+
+def diff_part(plan: Plan, entries: list[Entry], offset: int, have: dict[str, Entry], *,
+              mirror: bool = False, checksum: bool = False) -> Plan:
+    """Add to `plan` what `entries` (the SOURCE manifest's, from index `offset` on) need; a
+    manifest that arrives in parts is planned part by part, deletions once at its end."""
+    for index, src in enumerate(entries, offset):
         plan.examined += 1
         dst = have.get(src.path)
         if dst is not None and dst.kind != src.kind:
@@ -86,12 +95,14 @@ def diff(source: Manifest, dest: Manifest, *, mirror: bool = False,
             plan.skipped += 1
             if dst.mode != src.mode or dst.mtime_ns != src.mtime_ns:
                 plan.meta.append(src)
-    if mirror:
-        wanted = {e.path for e in source.entries}
-        gone = [e for e in dest.entries if e.path not in wanted]
-        cleared = tuple(e.path + "/" for e in plan.clear if e.kind == DIR)
-        if cleared:
-            gone = [e for e in gone if not e.path.startswith(cleared)]
-        # Children before parents, so directories are empty when their turn comes.
-        plan.delete = sorted(gone, key=lambda e: e.path.count("/"), reverse=True)
     return plan
+
+
+def plan_deletions(plan: Plan, wanted: set[str], dest: Manifest) -> None:
+    """Mirror: the DESTINATION entries absent from the whole SOURCE manifest (`wanted` paths)."""
+    gone = [e for e in dest.entries if e.path not in wanted]
+    cleared = tuple(e.path + "/" for e in plan.clear if e.kind == DIR)
+    if cleared:
+        gone = [e for e in gone if not e.path.startswith(cleared)]
+    # Children before parents, so directories are empty when their turn comes.
+    plan.delete = sorted(gone, key=lambda e: e.path.count("/"), reverse=True)

@@ -53,6 +53,11 @@ class Sink:
         self._dead: list[Partial] = []
         self._lock = threading.Lock()
 
+    def expect(self, files: list[Entry]) -> None:
+        """More files of the plan (the next part of a manifest), before any of them is sent."""
+        with self._lock:
+            self.expected.update((e.path, e) for e in files)
+
     # -- lookups -----------------------------------------------------------------------------
     def entry(self, path: str, size: int) -> Entry:
         check_relpath(path)
