@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +14,7 @@ from blit_shared.errors import NotFound
 from blit_shared.excludes import Excludes
 from blit_shared.layout import Placement, existing_kind, place
 from blit_shared.localcopy import copy_local
-from blit_shared.manifest import DIR, FILE, scan
+from blit_shared.manifest import DIR, FILE, FIRST_PART, MAX_ENTRIES, scan, scan_parts
 from blit_shared.options import Options
 from blit_shared.progress import Progress
 from blit_shared.source import Source
@@ -47,16 +47,29 @@ class LocalSource:
 
     def scan(self, opts: Options, progress: Progress, name: str | None) -> Source:
         """Scan into a Source; a single file is named `name` (the DESTINATION's choice)."""
+        *_, (source, _done) = self.scan_parts(opts, progress, name, streamed=False)
+        return source
+
+    def scan_parts(self, opts: Options, progress: Progress, name: str | None, *,
+                   streamed: bool = True) -> Iterator[tuple[Source, bool]]:
+        """scan(), yielding the Source whenever its growing manifest has a new part (when
+        `streamed`, for a directory), and with True once the scan is done."""
         progress.set_phase("scan")
         if self.kind == DIR:
-            manifest = scan(self.path, Excludes(opts.excludes), checksum=opts.checksum)
-            source = Source(self.path, manifest, progress, verify=opts.verify)
-        else:
-            manifest = scan(self.path, name=name, checksum=opts.checksum)
-            source = Source(os.path.dirname(self.path), manifest, progress, verify=opts.verify,
-                            single_file=self.path)
+            source: Source | None = None
+            for manifest, done in scan_parts(self.path, Excludes(opts.excludes),
+                                             checksum=opts.checksum,
+                                             first=FIRST_PART if streamed else MAX_ENTRIES):
+                if source is None:
+                    source = Source(self.path, manifest, progress, verify=opts.verify)
+                if done:
+                    scanned(progress, manifest.errors, len(manifest.entries))
+                yield source, done
+            return
+        manifest = scan(self.path, name=name, checksum=opts.checksum)
         scanned(progress, manifest.errors, len(manifest.entries))
-        return source
+        yield Source(os.path.dirname(self.path), manifest, progress, verify=opts.verify,
+                     single_file=self.path), True
 
 
 def scanned(progress: Progress, errors: list[str], entries: int) -> None:

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from blit_shared.destination import Destination
 from blit_shared.errors import BlitError, ProtocolError, UsageError
-from blit_shared.manifest import Manifest
+from blit_shared.manifest import DIR, Incoming, Manifest
 from blit_shared.options import Options
 from blit_shared.progress import MAX_FAILURES_KEPT, Progress
 from blit_shared.receiver import Receiver
@@ -68,9 +69,17 @@ def _push(api: DaemonClient, src_arg: str, dst: Remote, opts: Options, progress:
         "source": {"kind": origin.kind, "name": origin.name, "contents": origin.contents}})
     sid = opened["id"]
     with _SessionGuard(api, sid):
-        source = origin.scan(opts, progress, opened.get("single_name"))
+        # A fresh DESTINATION compares and deletes nothing: it plans each part of the manifest
+        # while the rest is scanned, and bytes flow meanwhile. Otherwise the scan goes first
+        # (a re-run of a mirror may then match by digest).
+        parts = origin.scan_parts(opts, progress, opened.get("single_name"),
+                                  streamed=bool(opened.get("fresh")) and not opts.dry_run
+                                  and not opts.checksum)
+        source, done = next(parts)
         progress.set_phase("plan")
-        planned = _plan_remote(api, sid, source.manifest)
+        planned = (_plan_remote(api, sid, source.manifest) if done
+                   else _send_part(api, sid, source.manifest, 0, more=True))
+        given = len(source.manifest.entries)
         progress.planned(planned["counts"])
         extra = {"dry_run": opts.dry_run, "fallback": False,
                  "deletions_skipped": planned["deletions_skipped"]}
@@ -85,8 +94,22 @@ def _push(api: DaemonClient, src_arg: str, dst: Remote, opts: Options, progress:
         grant, first = _first_stream(api, sid, grant, progress, carrier)
         extra["fallback"] = bool(grant.get("fallback"))
         progress.set_phase("transfer")
-        files = source.resolve_need(planned["need"])
-        payloads = source.queue(files, Tuning(**grant["tuning"]))
+        tuning = Tuning(**grant["tuning"])
+        payloads = source.queue(source.resolve_need(planned["need"]), tuning, last=done)
+
+        def rest() -> None:
+            """The manifest's later parts: planned by the DESTINATION as the streams send."""
+            nonlocal given
+            try:
+                for _source, last in parts:
+                    planned = _send_part(api, sid, source.manifest, given, more=not last)
+                    given = len(source.manifest.entries)
+                    progress.planned(planned["counts"])
+                    source.queue(source.resolve_need(planned["need"]), tuning, last=last,
+                                 into=payloads)
+            except Exception:
+                source.end(payloads, tuning.streams)  # the streams end; this error is raised
+                raise
 
         def tcp(sock: socket.socket) -> None:
             with sock:
@@ -96,7 +119,7 @@ def _push(api: DaemonClient, src_arg: str, dst: Remote, opts: Options, progress:
             api.put_stream(f"/v1/transfers/{sid}/stream",
                            http_chunks(stream_frames(source, payloads)))
 
-        _run_streams(api, grant, first, tcp, http)
+        _run_streams(api, grant, first, tcp, http, meanwhile=None if done else rest)
         summary = api.call("POST", f"/v1/transfers/{sid}/finish", {})
         _replay(progress, summary.pop("events", []))
     # The counts are the DESTINATION's, but for what this SOURCE could not even scan (already
@@ -131,6 +154,14 @@ def _plan_remote(api: DaemonClient, sid: str, manifest: Manifest) -> dict[str, A
     return api.call("POST", url, manifest.to_wire())  # type: ignore[no-any-return]
 
 
+def _send_part(api: DaemonClient, sid: str, manifest: Manifest, offset: int,
+               more: bool) -> dict[str, Any]:
+    """The SOURCE manifest's entries from `offset` on, for the DESTINATION to plan."""
+    planned: dict[str, Any] = api.call("POST", f"/v1/transfers/{sid}/manifest",
+                                       manifest.part_to_wire(offset, more))
+    return planned
+
+
 def _replay(progress: Progress, events: list[dict[str, Any]]) -> None:
     """Show what the daemon's DESTINATION did (links, deletions, failures) as if local."""
     if progress.listener is not None:
@@ -150,18 +181,17 @@ def _pull(api: DaemonClient, src: Remote, dst_arg: str, opts: Options, progress:
         kind, name = opened["source"]["kind"], opened["source"]["name"]
         where = local_placement(dst_arg, kind, name, src.trailing_slash)
         dest = make_destination(where, opts, progress)
-        dest.prescan()
-        own = dest.own_manifest()
-        mine = own.digest() if len(own.entries) > 1 else None
-        got = api.call("GET", f"/v1/transfers/{sid}/manifest",
-                       params={"same_as": mine} if mine else None)
-        # Same digest: the SOURCE holds exactly this tree (a re-run), plan against ourselves.
-        manifest = Manifest(list(own.entries)) if got.get("same") else Manifest.from_wire(got)
-        if where.single_name is not None and manifest.entries:
-            manifest.entries[0].path = where.single_name
-        scanned(progress, manifest.errors, len(manifest.entries))
+        # A fresh DESTINATION compares and deletes nothing: it plans each part of the manifest
+        # while the daemon still scans, and bytes flow meanwhile. Otherwise the whole manifest
+        # first (a re-run of a mirror may then match by digest).
+        incoming = Incoming()
+        if kind == DIR and not opts.dry_run and not opts.checksum and where.fresh():
+            need = _next_part(api, sid, incoming, dest, progress)
+        else:
+            need = _whole_manifest(api, sid, incoming, dest, where.single_name, progress)
+        plan = dest.plan
+        assert plan is not None
         progress.set_phase("plan")
-        plan = dest.make_plan(manifest)
         extra = {"dry_run": opts.dry_run, "fallback": False,
                  "deletions_skipped": dest.deletions_skipped}
         if opts.dry_run:
@@ -170,12 +200,22 @@ def _pull(api: DaemonClient, src: Remote, dst_arg: str, opts: Options, progress:
                                   progress, {**extra, "carrier": "none", "zero_copy": False})
         confirm(plan.counts())
         grant = api.call("POST", f"/v1/transfers/{sid}/negotiate", {
-            "need": plan.need, "force_http": carrier.force_http, "name": where.single_name})
+            "need": need, "more": not incoming.complete, "force_http": carrier.force_http,
+            "name": where.single_name})
         grant, first = _first_stream(api, sid, grant, progress, carrier)
         extra["fallback"] = bool(grant.get("fallback"))
         progress.set_phase("transfer")
         sink = dest.prepare()
         ended = False
+
+        def rest() -> None:
+            """The manifest's later parts: planned here as the streams receive."""
+            while not incoming.complete:
+                need = _next_part(api, sid, incoming, dest, progress)
+                dest.prepare()
+                api.call("POST", f"/v1/transfers/{sid}/need",
+                         {"need": need, "more": not incoming.complete})
+
         try:
             def tcp(sock: socket.socket) -> None:
                 with sock:
@@ -187,7 +227,8 @@ def _pull(api: DaemonClient, src: Remote, dst_arg: str, opts: Options, progress:
                     receiver.feed(chunk)
                 receiver.close()
 
-            _run_streams(api, grant, first, tcp, http)
+            _run_streams(api, grant, first, tcp, http,
+                         meanwhile=None if incoming.complete else rest)
             ended = True  # run_all joined every stream (it raises only after that, too)
         finally:
             dest.finish(streams_ended=ended)
@@ -196,6 +237,44 @@ def _pull(api: DaemonClient, src: Remote, dst_arg: str, opts: Options, progress:
         summary["deletions_skipped"] = dest.deletions_skipped
         api.call("POST", f"/v1/transfers/{sid}/finish", {"summary": summary})
     return {"summary": summary}
+
+
+def _whole_manifest(api: DaemonClient, sid: str, incoming: Incoming, dest: Destination,
+                    single_name: str | None, progress: Progress) -> list[int]:
+    """Fetch the SOURCE's whole manifest (its digest first, against this DESTINATION's own
+    scan), plan it here; returns the need list."""
+    dest.prescan()
+    own = dest.own_manifest()
+    mine = own.digest() if len(own.entries) > 1 else None
+    got = api.call("GET", f"/v1/transfers/{sid}/manifest",
+                   params={"same_as": mine} if mine else None)
+    # Same digest: the SOURCE holds exactly this tree (a re-run), plan against ourselves.
+    manifest = incoming.manifest
+    if got.get("same"):
+        manifest.entries.extend(own.entries)
+        incoming.complete = True
+    else:
+        incoming.add(got)
+        if not incoming.complete:
+            raise ProtocolError("the daemon sent part of a manifest")
+    if single_name is not None and manifest.entries:
+        manifest.entries[0].path = single_name
+    scanned(progress, manifest.errors, len(manifest.entries))
+    return dest.make_plan(manifest).need
+
+
+def _next_part(api: DaemonClient, sid: str, incoming: Incoming, dest: Destination,
+               progress: Progress) -> list[int]:
+    """Fetch the next part of the SOURCE's manifest and plan it here; returns its need list."""
+    offset = len(incoming.manifest.entries)
+    got = api.call("GET", f"/v1/transfers/{sid}/manifest", params={"offset": offset})
+    entries, _ = incoming.add(got)
+    before = len(dest.plan.need) if dest.plan is not None else 0
+    plan = dest.plan_part(entries, offset,
+                          whole=incoming.manifest if incoming.complete else None)
+    if incoming.complete:
+        scanned(progress, incoming.manifest.errors, len(incoming.manifest.entries))
+    return plan.need[before:]
 
 
 def _dial(api: DaemonClient, grant: dict[str, Any], token: str) -> socket.socket:
@@ -223,8 +302,10 @@ def _first_stream(api: DaemonClient, sid: str, grant: dict[str, Any], progress: 
 
 
 def _run_streams(api: DaemonClient, grant: dict[str, Any], first: socket.socket | None,
-                 tcp: Callable[[socket.socket], None], http: Callable[[str], None]) -> None:
-    """Run one thread per granted stream; the first carrier error is raised after all end."""
+                 tcp: Callable[[socket.socket], None], http: Callable[[str], None],
+                 meanwhile: Callable[[], None] | None = None) -> None:
+    """Run one thread per granted stream (and `meanwhile` on this one: the manifest's later
+    parts); the first carrier error is raised after all end."""
     if grant["carrier"] == "tcp":
         tokens = grant["tokens"]
 
@@ -235,7 +316,7 @@ def _run_streams(api: DaemonClient, grant: dict[str, Any], first: socket.socket 
     else:
         jobs = [functools.partial(http, str(i)) for i in range(grant["streams"])]
     try:
-        run_all(jobs)
+        run_all(jobs, meanwhile=meanwhile)
     except BlitError:
         raise
     except Exception as exc:

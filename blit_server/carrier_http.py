@@ -101,11 +101,12 @@ async def get_stream(request: Request) -> Response:
     if s.carrier != "http" or s.source is None or s.queue is None:
         raise Conflict("this transfer has no HTTP stream to send")
     source, payloads = s.source, s.queue
+    wait = daemon_of(request).config.timeout
 
     def body() -> Iterator[bytes]:
         error = "stream aborted"
         try:
-            yield from http_chunks(stream_frames(source, payloads))
+            yield from http_chunks(stream_frames(source, payloads, wait))
             error = None
         finally:
             s.stream_finished(error)

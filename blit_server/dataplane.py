@@ -58,7 +58,7 @@ def run_stream_socket(session: Session, sock: socket.socket) -> None:
             receive(sock, Receiver(session.destination.sink, session.options.verify))
         else:
             assert session.source is not None and session.queue is not None
-            send_frames(sock, stream_frames(session.source, session.queue))
+            send_frames(sock, stream_frames(session.source, session.queue, sock.gettimeout()))
     except (BlitError, OSError) as exc:
         error = getattr(exc, "message", None) or str(exc)
         log.warning("transfer %s: data stream failed: %s", session.id, error)

@@ -42,17 +42,25 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/v1/transfers/{id}"): {"summary": "Status snapshot of a transfer."},
     ("DELETE", "/v1/transfers/{id}"): {"summary": "Abort a transfer; its temp files go."},
     ("POST", "/v1/transfers/{id}/manifest"): {
-        "summary": "Push: the SOURCE's manifest; answers with the plan (need, counts).",
-        "body": "{entries: [[path, kind, size, mtime_ns, mode, target, digest]], errors}, or "
-                "{same_as: DIGEST} to plan from an identical DESTINATION without it"},
+        "summary": "Push: the SOURCE's manifest, whole or (to a fresh destination) in parts; "
+                   "answers with the plan (the part's need, counts so far).",
+        "body": "{entries: [[path, kind, size, mtime_ns, mode, target, digest]], errors, "
+                "offset, more}, or {same_as: DIGEST} to plan from an identical DESTINATION"},
     ("GET", "/v1/transfers/{id}/manifest"): {
-        "summary": "Pull: the SOURCE's manifest, or {same: true} when it matches same_as.",
+        "summary": "Pull: the SOURCE's manifest, or {same: true} when it matches same_as; "
+                   "with offset, the next part while the scan goes on (more: true until the "
+                   "last).",
         "query": [{"name": "same_as", "in": "query", "required": False,
-                   "schema": {"type": "string"}}]},
+                   "schema": {"type": "string"}},
+                  {"name": "offset", "in": "query", "required": False,
+                   "schema": {"type": "integer", "minimum": 0}}]},
     ("POST", "/v1/transfers/{id}/negotiate"): {
         "summary": "Choose the carrier: a TCP data-plane grant (host, port, one-time tokens) "
                    "or HTTP; {fallback: true} turns an unused TCP grant into HTTP.",
-        "body": "{need (pull), force_http, name, fallback}"},
+        "body": "{need (pull), more (pull: need parts follow), force_http, name, fallback}"},
+    ("POST", "/v1/transfers/{id}/need"): {
+        "summary": "Pull, manifest in parts: the DESTINATION's need list for its next part.",
+        "body": "{need: [index], more}"},
     ("PUT", "/v1/transfers/{id}/stream"): {
         "summary": "HTTP carrier, push: one record stream as the request body.",
         "content": "application/octet-stream"},

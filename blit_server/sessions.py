@@ -21,7 +21,7 @@ from blit_shared.destination import Destination
 from blit_shared.errors import Conflict, Forbidden, NotFound, UsageError
 from blit_shared.excludes import Excludes
 from blit_shared.layout import existing_kind, place
-from blit_shared.manifest import DIR, FILE, Entry, scan
+from blit_shared.manifest import DIR, FILE, Entry, Incoming, scan, scan_parts
 from blit_shared.options import Options
 from blit_shared.paths import check_relpath, join
 from blit_shared.payload import Payload
@@ -60,18 +60,36 @@ class Session:
     fallback: bool = False  # granted TCP, moved to HTTP because the client could not reach it
     negotiating: bool = False
     scanning: Future[Source] | None = None  # pull: the SOURCE scan, running in the background
+    incoming: Incoming = field(default_factory=Incoming)  # push: the manifest, part by part
+    scanned: int = 0  # pull: manifest entries the background scan has ready
+    scan_ended: bool = False
+    need_more: bool = False  # pull: the DESTINATION sends its need list in parts, not all yet
+    fresh: bool = False  # push: nothing at the destination yet, so the manifest may come in parts
+    parts_lock: threading.Lock = field(default_factory=threading.Lock)
     created: float = field(default_factory=time.monotonic)
     events: list[dict[str, Any]] = field(default_factory=list)
     cond: threading.Condition = field(default_factory=threading.Condition)
 
     async def ready_source(self) -> Source:
         """The pull's SOURCE, once its background scan is done."""
-        if self.source is None and self.scanning is not None:
+        if self.scanning is not None:
             # shield: one waiter cancelled (a client gone) must not cancel the shared scan
             await asyncio.shield(asyncio.wrap_future(self.scanning))
         if self.source is None:
             raise Conflict("only a pull has a SOURCE")
         return self.source
+
+    def scan_part(self, entries: int, done: bool) -> None:
+        """The background scan has `entries` ready (all of them when `done`)."""
+        with self.cond:
+            self.scanned, self.scan_ended = entries, done
+            self.cond.notify_all()
+
+    def wait_part(self, offset: int, timeout: float) -> tuple[int, bool]:
+        """Wait until the scan has entries past `offset` or has ended: (ready, ended)."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.scanned > offset or self.scan_ended, timeout)
+            return self.scanned, self.scan_ended
 
     def record(self, event: dict[str, Any]) -> None:
         """Progress listener: keep what the client shows in -v (links, deletions, failures)."""
@@ -227,6 +245,7 @@ class Sessions:
                            allow_empty_source=options.allow_empty_source,
                            max_delete=options.max_delete)
         session.destination = dest
+        session.fresh = where.fresh()
         self._add(session)
         dest.prescan()  # overlaps the client's own SOURCE scan
         return session
@@ -246,15 +265,22 @@ class Sessions:
         session = Session(secrets.token_hex(16), "pull", module, options, progress)
 
         def run() -> Source:
-            if is_dir:
-                manifest = scan(path, Excludes(options.excludes), checksum=options.checksum)
-                source = Source(path, manifest, progress, verify=options.verify)
-            else:
-                manifest = scan(path, name=os.path.basename(path), checksum=options.checksum)
-                source = Source(os.path.dirname(path), manifest, progress, single_file=path,
-                                verify=options.verify)
-            session.source = source
-            return source
+            try:
+                if is_dir:
+                    for manifest, done in scan_parts(path, Excludes(options.excludes),
+                                                     checksum=options.checksum):
+                        if session.source is None:
+                            session.source = Source(path, manifest, progress,
+                                                    verify=options.verify)
+                        session.scan_part(len(manifest.entries), done)
+                else:
+                    manifest = scan(path, name=os.path.basename(path), checksum=options.checksum)
+                    session.source = Source(os.path.dirname(path), manifest, progress,
+                                            single_file=path, verify=options.verify)
+                    session.scan_part(len(manifest.entries), True)
+            finally:
+                session.scan_part(session.scanned, True)  # a failed scan ends too
+            return session.source
 
         self._add(session)
         # A few scans at a time (a --checksum scan hashes the whole tree): more opens queue.

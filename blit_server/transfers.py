@@ -13,9 +13,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from blit_shared.errors import Conflict, ProtocolError, UsageError
-from blit_shared.manifest import Manifest
 from blit_shared.options import Options
 from blit_shared.paths import check_relpath
+from blit_shared.source import Source
 from blit_shared.tuning import tune
 
 from .context import Daemon, daemon_of, module_of, retired_summary, session_of
@@ -41,7 +41,8 @@ async def open_transfer(request: Request) -> Response:
             field(src, "name", str), field(src, "contents", bool), options)
         assert s.destination is not None
         return JSON({"id": s.id, "direction": "push", "url": _url(request, s),
-                     "single_name": s.destination.single_name}, status_code=201)
+                     "single_name": s.destination.single_name, "fresh": s.fresh},
+                    status_code=201)
     if direction == "pull":
         s, kind = await run_in_threadpool(daemon.sessions.open_pull, module, rel, trailing,
                                           options)
@@ -71,15 +72,43 @@ async def post_manifest(request: Request) -> Response:
         own = await run_in_threadpool(dest.own_manifest)
         if same_as != await run_in_threadpool(own.digest):
             return JSON({"same": False})
-        manifest = own
+        plan = await run_in_threadpool(dest.make_plan, own)
+        need = plan.need
     else:
-        manifest = Manifest.from_wire(data)
-    plan = await run_in_threadpool(dest.make_plan, manifest)
-    body: dict[str, Any] = {"need": plan.need, "counts": plan.counts(),
+        need = await run_in_threadpool(_plan_part, s, data)
+        plan = dest.plan
+        assert plan is not None
+    body: dict[str, Any] = {"need": need, "counts": plan.counts(),
                             "deletions_skipped": dest.deletions_skipped, "same": "same_as" in data}
     if s.options.dry_run:
         body["report"] = plan.report(dest.deletions_skipped is None)
     return JSON(body)
+
+
+def _plan_part(s: Session, data: Any) -> list[int]:
+    """Plan the next part of the SOURCE manifest; returns what it needs. After negotiate (a
+    manifest in parts), the part's directories and links are made before the answer lets the
+    SOURCE send its files."""
+    dest = s.destination
+    assert dest is not None
+    with s.parts_lock:
+        if s.summary is not None or s.aborted:
+            raise Conflict(f"transfer {s.id} is already finished")
+        if s.incoming.complete:
+            raise Conflict("the manifest is complete; no more parts")
+        entries, offset = s.incoming.add(data)
+        before = len(dest.plan.need) if dest.plan is not None else 0
+        plan = dest.plan_part(entries, offset,
+                              whole=s.incoming.manifest if s.incoming.complete else None)
+        if dest.sink is not None:  # negotiated
+            dest.prepare()
+        return plan.need[before:]
+
+
+def _prepare(s: Session) -> None:
+    assert s.destination is not None
+    with s.parts_lock:
+        s.destination.prepare()
 
 
 async def get_manifest(request: Request) -> Response:
@@ -87,11 +116,51 @@ async def get_manifest(request: Request) -> Response:
     s = session_of(request)
     if s.direction != "pull":
         raise Conflict("only a pull has a manifest to fetch")
+    if "offset" in request.query_params:
+        return await _manifest_part(request, s)
     manifest = (await s.ready_source()).manifest
     same_as = request.query_params.get("same_as")
     if same_as is not None and same_as == await run_in_threadpool(manifest.digest):
         return JSON({"same": True})  # the DESTINATION already holds exactly this tree
     return JSON(manifest.to_wire())
+
+
+async def _manifest_part(request: Request, s: Session) -> Response:
+    """The next part of the manifest while the scan goes on (a fresh DESTINATION plans and
+    receives meanwhile); waits up to the stall timeout for entries past `offset`."""
+    try:
+        offset = int(request.query_params["offset"])
+    except ValueError:
+        raise ProtocolError("offset must be an integer") from None
+    ready, ended = await run_in_threadpool(s.wait_part, offset,
+                                           daemon_of(request).config.timeout)
+    source = await s.ready_source() if ended else s.source
+    if source is None:
+        raise Conflict("the source scan has not started yet; ask again")
+    if not 0 <= offset <= ready:
+        raise ProtocolError(f"offset must be between 0 and {ready}")
+    return JSON(source.manifest.part_to_wire(offset, more=not ended, end=ready))
+
+
+async def post_need(request: Request) -> Response:
+    """pull, the manifest in parts: the DESTINATION's need list for its next part."""
+    daemon = daemon_of(request)
+    s = session_of(request)
+    daemon.sessions.check_open(s)
+    data = await read_json(request, MANIFEST_BODY)
+    await run_in_threadpool(_queue_need, s, field(data, "need", list),
+                            field(data, "more", bool, False))
+    return JSON({"ok": True})
+
+
+def _queue_need(s: Session, need: list[Any], more: bool) -> None:
+    with s.parts_lock:
+        if s.source is None or s.queue is None or s.tuning is None:
+            raise Conflict("negotiate first")
+        if not s.need_more:
+            raise Conflict("the need list is complete")
+        s.source.queue(s.source.resolve_need(need), s.tuning, last=not more, into=s.queue)
+        s.need_more = more
 
 
 async def negotiate(request: Request) -> Response:
@@ -106,8 +175,12 @@ async def negotiate(request: Request) -> Response:
     s.negotiating = True  # the awaits below must not let a second negotiate in
     force_http = field(data, "force_http", bool, False) or daemon.config.force_http
     grant_events: list[dict[str, Any]] = []
-    source = await s.ready_source() if s.direction == "pull" else None
-    if source is not None:
+    more = field(data, "more", bool, False)  # pull: more of the need list follows (post_need)
+    source = None
+    if s.direction == "pull":
+        source = s.source if more else await s.ready_source()
+        if source is None:
+            raise Conflict("fetch the manifest first")
         name = field(data, "name", (str, type(None)), None)
         if name is not None and source.single_file is not None:
             check_relpath(name)
@@ -120,13 +193,14 @@ async def negotiate(request: Request) -> Response:
         assert s.destination is not None
         if s.destination.plan is None:
             raise Conflict("send the manifest first")
-        await run_in_threadpool(s.destination.prepare)
+        await run_in_threadpool(_prepare, s)
         s.files = s.destination.plan.files
         grant_events = s.drain_events()
     s.tuning = tune([e.size for e in s.files], streams=s.options.streams,
                     same_host=_loopback(request))
     if source is not None:
-        s.queue = source.queue(s.files, s.tuning)
+        s.queue = source.queue(s.files, s.tuning, last=not more)
+        s.need_more = more
     s.streams_expected = s.tuning.streams
     s.progress.set_phase("transfer")
     grant: dict[str, Any] = {"streams": s.tuning.streams, "tuning": s.tuning.to_json(),
@@ -180,6 +254,12 @@ async def finish(request: Request) -> Response:
         return JSON(done)
     s = session_of(request)
     data = await read_json(request)
+    if s.need_more:
+        _end_need(s)
+        raise Conflict("the need list is not complete: send its last part first")
+    dest = s.destination
+    if dest is not None and dest.plan is not None and not dest.complete:
+        raise Conflict("the manifest is not complete: send its last part first")
     if s.streams_expected and not await s.wait_streams(daemon.config.timeout):
         raise Conflict("data streams stalled or never started; transfer not finished")
     tls = daemon.data_plane is not None and daemon.data_plane.tls is not None
@@ -202,6 +282,14 @@ async def finish(request: Request) -> Response:
     return JSON(s.summary)
 
 
+def _end_need(s: Session) -> None:
+    """No more need parts will come: the SOURCE's streams end after what is queued."""
+    with s.parts_lock:
+        if s.need_more and s.queue is not None and s.tuning is not None:
+            s.need_more = False
+            Source.end(s.queue, s.tuning.streams)
+
+
 def _scalar_fields(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in list(data.items())[:50]
             if isinstance(k, str) and isinstance(v, int | float | str | bool | None)}
@@ -221,6 +309,7 @@ async def abort(request: Request) -> Response:
         return JSON({"ok": True, "finished": True})
     s = session_of(request)
     s.aborted = True
+    _end_need(s)
     if s.destination is not None and s.destination.sink is not None and s.summary is None:
         await run_in_threadpool(s.destination.sink.close)
     record_transfer(request, s, "aborted")
@@ -235,6 +324,7 @@ ROUTES = [
     Route("/v1/transfers/{id}/manifest", post_manifest, methods=["POST"]),
     Route("/v1/transfers/{id}/manifest", get_manifest, methods=["GET"]),
     Route("/v1/transfers/{id}/negotiate", negotiate, methods=["POST"]),
+    Route("/v1/transfers/{id}/need", post_need, methods=["POST"]),
     Route("/v1/transfers/{id}/finish", finish, methods=["POST"]),
     Route("/v1/transfers/{id}/summary", get_summary, methods=["GET"]),
 ]

@@ -46,6 +46,7 @@ class Destination:
         self._prescan: Future[Manifest] | None = None
         self._own: Manifest | None = None
         self._have: dict[str, Entry] = {}
+        self.complete = False  # the whole SOURCE manifest is planned
         self._lock = threading.Lock()  # parts of a manifest are planned and prepared in turn
         self._prepared = dict.fromkeys(("clear", "mkdirs", "links", "meta", "files",
                                         "conflicts"), 0)
@@ -105,11 +106,12 @@ class Destination:
                 entries = [e for e in entries if not self.excludes.match(e.path, e.kind == DIR)]
             diff_part(self.plan, entries, offset, self._have, mirror=self.mirror,
                       checksum=self.checksum)
+            self.complete = whole is not None
             if whole is not None and self.mirror:
                 plan_deletions(self.plan, {e.path for e in whole.entries}
                                - self._excluded(whole), self.own_manifest())
                 if self.plan.delete:
-                    self.deletions_skipped = self._deletion_veto(whole)
+                    self.deletions_skipped = self._deletion_veto(whole, offset)
             self.progress.planned(self.plan.counts())
             return self.plan
 
@@ -118,7 +120,10 @@ class Destination:
             return set()
         return {e.path for e in whole.entries if self.excludes.match(e.path, e.kind == DIR)}
 
-    def _deletion_veto(self, source: Manifest) -> str | None:
+    def _deletion_veto(self, source: Manifest, last_offset: int) -> str | None:
+        if last_offset:
+            # Planned in parts, as for a fresh destination: nobody confirmed deletions.
+            return "the destination changed during the transfer; nothing deleted"
         if not source.complete:
             return "source scan was incomplete; nothing deleted"
         if len(source.entries) <= 1 and not self.allow_empty_source:

@@ -16,6 +16,21 @@ class Placement:
     root: str
     single_name: str | None = None
 
+    def fresh(self) -> bool:
+        """A tree lands where nothing is yet (or in an empty directory): its plan compares and
+        deletes nothing, so it can be made part by part while the SOURCE still scans."""
+        if self.single_name is not None:
+            return False
+        try:
+            if not stat.S_ISDIR(os.lstat(self.root).st_mode):
+                return False
+            with os.scandir(self.root) as it:
+                return next(it, None) is None
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+
 
 def existing_kind(path: str) -> str | None:
     """'d' for a directory (or a link to one, as rsync follows a destination link), 'f' for

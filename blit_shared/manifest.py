@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from operator import attrgetter
 
@@ -76,6 +76,12 @@ class Manifest:
     def to_wire(self) -> dict[str, object]:
         return {"entries": [e.to_wire() for e in self.entries], "errors": self.errors}
 
+    def part_to_wire(self, offset: int, more: bool, end: int | None = None) -> dict[str, object]:
+        """Entries from `offset` (to `end`), as the next part (Incoming.add); the scan errors
+        go with the last part."""
+        return {"entries": [e.to_wire() for e in self.entries[offset:end]],
+                "errors": [] if more else self.errors, "offset": offset, "more": more}
+
     def digest(self) -> str | None:
         """xxh3-128 of the entries' wire form, None for an incomplete scan. Equal digests of a
         SOURCE and a DESTINATION mean nothing to do: a re-run then exchanges this instead of
@@ -86,23 +92,55 @@ class Manifest:
 
     @classmethod
     def from_wire(cls, data: object) -> Manifest:
+        """A whole manifest (one part, from offset 0, nothing more to come)."""
+        incoming = Incoming()
+        incoming.add(data)
+        if not incoming.complete:
+            raise ProtocolError("a whole manifest cannot announce more parts")
+        return incoming.manifest
+
+
+class Incoming:
+    """A SOURCE manifest arriving in parts, each `{"entries", "errors", "offset", "more"}`,
+    checked as one tree as it grows (a whole manifest is the one part with offset 0)."""
+
+    def __init__(self) -> None:
+        self.manifest = Manifest()
+        self.complete = False
+        self._kinds: dict[str, str] = {}
+
+    def add(self, data: object) -> tuple[list[Entry], int]:
+        """Check and append the next part; returns its entries and the offset they start at."""
         if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
             raise ProtocolError("manifest must be an object with an 'entries' list")
-        items = data["entries"]
-        errors = data.get("errors", [])
-        if len(items) > MAX_ENTRIES:
+        items, errors = data["entries"], data.get("errors", [])
+        offset, more = data.get("offset", 0), data.get("more", False)
+        have = len(self.manifest.entries)
+        if self.complete:
+            raise ProtocolError("the manifest is complete; no more parts")
+        if type(offset) is not int or offset != have:
+            raise ProtocolError(f"manifest part must start at offset {have}")
+        if not isinstance(more, bool):
+            raise ProtocolError("manifest 'more' must be a boolean")
+        if have + len(items) > MAX_ENTRIES:
             raise ProtocolError("manifest has too many entries")
         if not isinstance(errors, list) or not all(isinstance(x, str) for x in errors):
             raise ProtocolError("manifest 'errors' must be a list of strings")
         entries = [Entry.from_wire(x) for x in items]
-        _check_tree(entries)
-        return cls(entries, [x[:1000] for x in errors[:1000]])
+        _check_tree(entries, self._kinds)
+        self.manifest.entries.extend(entries)
+        room = 1000 - len(self.manifest.errors)
+        self.manifest.errors.extend(x[:1000] for x in errors[:max(0, room)])
+        self.complete = not more
+        if self.complete:
+            self._kinds = {}
+        return entries, offset
 
 
-def _check_tree(entries: list[Entry]) -> None:
+def _check_tree(entries: list[Entry], kinds: dict[str, str]) -> None:
     """Unique paths, each inside a directory listed before it (as scan() emits them): a child
-    of a link or a file would otherwise be written through that link, outside the tree."""
-    kinds: dict[str, str] = {}
+    of a link or a file would otherwise be written through that link, outside the tree.
+    `kinds`: the paths of the parts before, updated."""
     for e in entries:
         if e.path in kinds:
             raise ProtocolError(f"manifest has duplicate paths: {e.path!r}")
@@ -125,6 +163,9 @@ def _entry(rel: str, st: os.stat_result, target: str | None = None) -> Entry:
     return Entry(rel, kind, size, st.st_mtime_ns, stat.S_IMODE(st.st_mode), target)
 
 
+FIRST_PART, MAX_PART = 256, 32_768  # entries: a first part soon, then ×4 per part
+
+
 def scan(root: str, excludes: Excludes | None = None, *, name: str | None = None,
          checksum: bool = False) -> Manifest:
     """Walk `root` once (iteratively, never following links inside it) into a Manifest.
@@ -133,6 +174,16 @@ def scan(root: str, excludes: Excludes | None = None, *, name: str | None = None
     holds that one entry, named `name` (default: its basename). Without `name`, a root that is a
     link to a directory is walked as that directory, as rsync treats `SRC/` and a DST link.
     """
+    *_, (manifest, _done) = scan_parts(root, excludes, name=name, checksum=checksum,
+                                       first=MAX_ENTRIES)
+    return manifest
+
+
+def scan_parts(root: str, excludes: Excludes | None = None, *, name: str | None = None,
+               checksum: bool = False, first: int = FIRST_PART) -> Iterator[tuple[Manifest, bool]]:
+    """scan(), yielding the growing manifest (always the same object) whenever a part of at
+    least `first` new entries (growing ×4 up to MAX_PART) is complete, and once at the end
+    with True: the receiving end plans and sends while the rest is still being scanned."""
     excludes = excludes or Excludes()
     manifest = Manifest()
     try:
@@ -140,7 +191,8 @@ def scan(root: str, excludes: Excludes | None = None, *, name: str | None = None
         if name is None and stat.S_ISLNK(st.st_mode) and os.path.isdir(root):
             st = os.stat(root)
     except FileNotFoundError:
-        return manifest
+        yield manifest, True
+        return
     if not stat.S_ISDIR(st.st_mode):
         rel = name or os.path.basename(root.rstrip("/"))
         target = os.readlink(root) if stat.S_ISLNK(st.st_mode) else None
@@ -148,20 +200,30 @@ def scan(root: str, excludes: Excludes | None = None, *, name: str | None = None
         if not stat.S_ISREG(st.st_mode) and not stat.S_ISLNK(st.st_mode):
             manifest.entries.pop()
             manifest.errors.append(f"{root}: not a regular file, directory or symlink")
-    else:
-        manifest.entries.append(_entry("", st))
-        _walk(root, excludes, manifest)
+        if checksum:
+            add_digests(os.path.dirname(root) or ".", manifest.entries, manifest.errors,
+                        single=True, root_file=root)
+        yield manifest, True
+        return
+    entries = manifest.entries
+    entries.append(_entry("", st))
+    given, part = 0, first
+    for _dir in _walk(root, excludes, manifest):
+        if len(entries) - given >= part:
+            if checksum:
+                add_digests(root, entries[given:], manifest.errors)
+            given, part = len(entries), min(part * 4, max(first, MAX_PART))
+            yield manifest, False
     if checksum:
-        add_digests(root if stat.S_ISDIR(st.st_mode) else os.path.dirname(root) or ".",
-                    manifest.entries, manifest.errors, single=not stat.S_ISDIR(st.st_mode),
-                    root_file=root)
-    return manifest
+        add_digests(root, entries[given:], manifest.errors)
+    yield manifest, True
 
 
 _name = attrgetter("name")
 
 
-def _walk(root: str, excludes: Excludes, manifest: Manifest) -> None:
+def _walk(root: str, excludes: Excludes, manifest: Manifest) -> Iterator[None]:
+    """Append the tree's entries to `manifest`, yielding after each directory."""
     stack = [""]
     entries, errors = manifest.entries, manifest.errors
     while stack:
@@ -209,6 +271,7 @@ def _walk(root: str, excludes: Excludes, manifest: Manifest) -> None:
                 entries.append(_entry(rel, st))
             # sockets, fifos and devices are skipped, as rsync -a without -D does
         stack.extend(reversed(subdirs))
+        yield None
 
 
 def add_digests(root: str, entries: Iterable[Entry], errors: list[str], *, single: bool = False,

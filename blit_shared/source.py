@@ -50,7 +50,8 @@ class Source:
         self._tree: Tree | None = None
 
     def resolve_need(self, need: list[int]) -> list[Entry]:
-        """Source-manifest indexes from the DESTINATION → the file entries to send."""
+        """Source-manifest indexes from the DESTINATION → the file entries to send (a part of
+        the manifest at a time, each file once)."""
         entries = self.manifest.entries
         out = []
         for i in need:
@@ -59,20 +60,32 @@ class Source:
             if entries[i].kind != FILE:
                 raise ProtocolError(f"need list names a non-file {entries[i].path!r}")
             out.append(entries[i])
-        if len({e.path for e in out}) != len(out):
+        paths = {e.path for e in out}
+        if len(paths) != len(out) or not paths.isdisjoint(self._left):
             raise ProtocolError("need list repeats an entry")
         return out
 
-    def queue(self, files: list[Entry], tuning: Tuning) -> queue.SimpleQueue[Payload | None]:
-        """Every payload in one queue that all streams pull from (the balance is dynamic)."""
-        q: queue.SimpleQueue[Payload | None] = queue.SimpleQueue()
-        for e in files:
-            self._left[e.path] = e.size
+    def queue(self, files: list[Entry], tuning: Tuning, *, last: bool = True,
+              into: queue.SimpleQueue[Payload | None] | None = None,
+              ) -> queue.SimpleQueue[Payload | None]:
+        """Every payload in one queue that all streams pull from (the balance is dynamic).
+        A manifest in parts adds each part's files `into` the same queue; the `last` one also
+        puts the end mark of every stream."""
+        q: queue.SimpleQueue[Payload | None] = queue.SimpleQueue() if into is None else into
+        with self._lock:
+            for e in files:
+                self._left[e.path] = e.size
         for p in plan_payloads(files, tuning):
             q.put(p)
-        for _ in range(tuning.streams):
-            q.put(None)
+        if last:
+            self.end(q, tuning.streams)
         return q
+
+    @staticmethod
+    def end(q: queue.SimpleQueue[Payload | None], streams: int) -> None:
+        """The end mark of every stream: each ends after the payloads already queued."""
+        for _ in range(streams):
+            q.put(None)
 
     # -- reading ---------------------------------------------------------------------------
     def open(self, entry: Entry) -> int:
@@ -198,19 +211,28 @@ def describe_error(exc: OSError) -> str:
     return str(exc) if isinstance(exc, SourceChanged) else (exc.strerror or str(exc))
 
 
-def stream_frames(source: Source, payloads: queue.SimpleQueue[Payload | None]) -> Iterator[Frame]:
+def stream_frames(source: Source, payloads: queue.SimpleQueue[Payload | None],
+                  wait: float | None = None) -> Iterator[Frame]:
     """One whole record stream: preamble, payloads pulled from the shared queue, END.
 
     Every bytes frame that frames() yields starts exactly one record, which is how END's count
-    is kept.
+    is kept. `wait`: seconds the queue may stay empty (a need list in parts that stopped
+    coming) before the stream fails.
     """
     yield wire.PREAMBLE
     count = 0
-    while (payload := payloads.get()) is not None:
+    while (payload := _next(payloads, wait)) is not None:
         for frame in source.frames(payload):
             count += isinstance(frame, bytes)
             yield frame
     yield wire.encode_end(count)
+
+
+def _next(payloads: queue.SimpleQueue[Payload | None], wait: float | None) -> Payload | None:
+    try:
+        return payloads.get(timeout=wait)
+    except queue.Empty:
+        raise ProtocolError(f"no payload for {wait:g} s: the need list stopped coming") from None
 
 
 def read_span(span: FileSpan, chunk: int) -> Iterator[bytes]:

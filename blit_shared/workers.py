@@ -12,11 +12,13 @@ T = TypeVar("T")
 PARALLEL_MIN = 16  # batches smaller than this stay on the calling thread
 
 
-def run_all(jobs: list[Callable[[], None]], on_interrupt: Callable[[], None] | None = None) -> None:
+def run_all(jobs: list[Callable[[], None]], on_interrupt: Callable[[], None] | None = None,
+            meanwhile: Callable[[], None] | None = None) -> None:
     """Run each job on its own thread and wait for all; then raise the first job's exception.
 
-    If the wait itself is interrupted (Ctrl-C), `on_interrupt` asks the jobs to stop, they are
-    waited for once more (so none is killed mid-file), and the interrupt propagates.
+    `meanwhile` runs on this thread while the jobs run (it feeds them work). If it or the wait
+    fails (Ctrl-C too), `on_interrupt` asks the jobs to stop, they are waited for once more
+    (so none is killed mid-file), and the exception propagates.
     """
     errors: list[BaseException] = []
 
@@ -30,6 +32,8 @@ def run_all(jobs: list[Callable[[], None]], on_interrupt: Callable[[], None] | N
     for t in threads:
         t.start()
     try:
+        if meanwhile is not None:
+            meanwhile()
         for t in threads:
             t.join()
     except BaseException:
