@@ -6,7 +6,7 @@ import contextlib
 import functools
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,7 @@ from blit_shared.manifest import DIR, Incoming, Manifest
 from blit_shared.options import Options
 from blit_shared.progress import MAX_FAILURES_KEPT, Progress
 from blit_shared.receiver import Receiver
-from blit_shared.source import stream_frames
+from blit_shared.source import Refill, stream_frames
 from blit_shared.transport import Unreachable, dial, http_chunks, receive, send_frames
 from blit_shared.tuning import Tuning
 from blit_shared.workers import run_all
@@ -97,29 +97,28 @@ def _push(api: DaemonClient, src_arg: str, dst: Remote, opts: Options, progress:
         tuning = Tuning(**grant["tuning"])
         payloads = source.queue(source.resolve_need(planned["need"]), tuning, last=done)
 
-        def rest() -> None:
-            """The manifest's later parts: planned by the DESTINATION as the streams send."""
+        def rest() -> Iterator[None]:
+            """The manifest's later parts, planned by the DESTINATION as the streams send."""
             nonlocal given
-            try:
-                for _source, last in parts:
-                    planned = _send_part(api, sid, source.manifest, given, more=not last)
-                    given = len(source.manifest.entries)
-                    progress.planned(planned["counts"])
-                    source.queue(source.resolve_need(planned["need"]), tuning, last=last,
-                                 into=payloads)
-            except Exception:
-                source.end(payloads, tuning.streams)  # the streams end; this error is raised
-                raise
+            for _source, last in parts:
+                planned = _send_part(api, sid, source.manifest, given, more=not last)
+                given = len(source.manifest.entries)
+                progress.planned(planned["counts"])
+                source.queue(source.resolve_need(planned["need"]), tuning, last=last,
+                             into=payloads)
+                yield
+
+        refill = None if done else Refill(rest(), lambda: source.end(payloads, tuning.streams))
 
         def tcp(sock: socket.socket) -> None:
             with sock:
-                send_frames(sock, stream_frames(source, payloads))
+                send_frames(sock, stream_frames(source, payloads, refill=refill))
 
         def http(_: str) -> None:
             api.put_stream(f"/v1/transfers/{sid}/stream",
-                           http_chunks(stream_frames(source, payloads)))
+                           http_chunks(stream_frames(source, payloads, refill=refill)))
 
-        _run_streams(api, grant, first, tcp, http, meanwhile=None if done else rest)
+        _run_streams(api, grant, first, tcp, http)
         summary = api.call("POST", f"/v1/transfers/{sid}/finish", {})
         _replay(progress, summary.pop("events", []))
     # The counts are the DESTINATION's, but for what this SOURCE could not even scan (already

@@ -197,3 +197,33 @@ def test_parts_planned_mirror_never_deletes_unconfirmed(tmp_path: Path) -> None:
     assert [e.path for e in plan.delete] == ["late"]
     assert dest.deletions_skipped is not None and "changed" in dest.deletions_skipped
     assert dest.complete
+
+
+def test_refill_runs_on_the_sending_thread_and_ends_streams_on_error(tmp_path: Path) -> None:
+    from blit_shared.source import Refill, stream_frames
+    from blit_shared.tuning import tune
+
+    (tmp_path / "a").write_bytes(b"1")
+    (tmp_path / "b").write_bytes(b"2")
+    source = Source(str(tmp_path), scan(str(tmp_path)))
+    q = source.queue([], tune([]), last=False)
+    ran: list[int] = []
+
+    def steps() -> Iterator[None]:
+        for i in (1, 2):
+            ran.append(i)
+            source.queue(source.resolve_need([i]), tune([1]), last=i == 2, into=q)
+            yield
+
+    frames = list(stream_frames(source, q, refill=Refill(steps(), lambda: None)))
+    assert ran == [1, 2] and sum(isinstance(x, bytes) for x in frames) == 6  # 2 × (SHARD, DONE)
+
+    def failing() -> Iterator[None]:
+        raise ProtocolError("daemon said no")
+        yield
+
+    q2 = source.queue([], tune([]), last=False)
+    refill = Refill(failing(), lambda: source.end(q2, 2))
+    with pytest.raises(ProtocolError):
+        list(stream_frames(source, q2, refill=refill))
+    assert list(stream_frames(source, q2, refill=refill))  # the other stream ends, no hang
