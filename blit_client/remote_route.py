@@ -16,10 +16,10 @@ from blit_shared.manifest import DIR, Incoming, Manifest
 from blit_shared.options import Options
 from blit_shared.progress import MAX_FAILURES_KEPT, Progress
 from blit_shared.receiver import Receiver
-from blit_shared.source import Refill, stream_frames
+from blit_shared.source import stream_frames
 from blit_shared.transport import Unreachable, dial, http_chunks, receive, send_frames
 from blit_shared.tuning import Tuning
-from blit_shared.workers import run_all
+from blit_shared.workers import Refill, run_all
 
 from .api import DaemonClient
 from .endpoints import Connection, Endpoint, Local, Remote
@@ -31,6 +31,8 @@ from .local_route import (
     make_destination,
     scanned,
 )
+
+REFILL_FILES = 1024  # pull, manifest in parts: fewer files due than this asks for the next part
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +110,8 @@ def _push(api: DaemonClient, src_arg: str, dst: Remote, opts: Options, progress:
                              into=payloads)
                 yield
 
-        refill = None if done else Refill(rest(), lambda: source.end(payloads, tuning.streams))
+        refill = None if done else Refill(rest(), lambda: payloads.qsize() < 2,
+                                          lambda: source.end(payloads, tuning.streams))
 
         def tcp(sock: socket.socket) -> None:
             with sock:
@@ -207,27 +210,34 @@ def _pull(api: DaemonClient, src: Remote, dst_arg: str, opts: Options, progress:
         sink = dest.prepare()
         ended = False
 
-        def rest() -> None:
-            """The manifest's later parts: planned here as the streams receive."""
+        def rest() -> Iterator[None]:
+            """The manifest's later parts, planned here as the streams receive."""
             while not incoming.complete:
                 need = _next_part(api, sid, incoming, dest, progress)
                 dest.prepare()
                 api.call("POST", f"/v1/transfers/{sid}/need",
                          {"need": need, "more": not incoming.complete})
+                yield
+
+        # The next part is asked for when fewer than REFILL_FILES asked-for files are due.
+        refill = None if incoming.complete else Refill(
+            rest(), lambda: sink.outstanding() < REFILL_FILES,
+            functools.partial(_abort, api, sid))  # the daemon's streams end with it
 
         try:
             def tcp(sock: socket.socket) -> None:
                 with sock:
-                    receive(sock, Receiver(sink, opts.verify))
+                    receive(sock, Receiver(sink, opts.verify), refill=refill)
 
             def http(_: str) -> None:
                 receiver = Receiver(sink, opts.verify)
                 for chunk in api.get_stream(f"/v1/transfers/{sid}/stream"):
                     receiver.feed(chunk)
+                    if refill is not None:
+                        refill()
                 receiver.close()
 
-            _run_streams(api, grant, first, tcp, http,
-                         meanwhile=None if incoming.complete else rest)
+            _run_streams(api, grant, first, tcp, http)
             ended = True  # run_all joined every stream (it raises only after that, too)
         finally:
             dest.finish(streams_ended=ended)
@@ -301,10 +311,8 @@ def _first_stream(api: DaemonClient, sid: str, grant: dict[str, Any], progress: 
 
 
 def _run_streams(api: DaemonClient, grant: dict[str, Any], first: socket.socket | None,
-                 tcp: Callable[[socket.socket], None], http: Callable[[str], None],
-                 meanwhile: Callable[[], None] | None = None) -> None:
-    """Run one thread per granted stream (and `meanwhile` on this one: the manifest's later
-    parts); the first carrier error is raised after all end."""
+                 tcp: Callable[[socket.socket], None], http: Callable[[str], None]) -> None:
+    """Run one thread per granted stream; the first carrier error is raised after all end."""
     if grant["carrier"] == "tcp":
         tokens = grant["tokens"]
 
@@ -315,7 +323,7 @@ def _run_streams(api: DaemonClient, grant: dict[str, Any], first: socket.socket 
     else:
         jobs = [functools.partial(http, str(i)) for i in range(grant["streams"])]
     try:
-        run_all(jobs, meanwhile=meanwhile)
+        run_all(jobs)
     except BlitError:
         raise
     except Exception as exc:
@@ -333,6 +341,11 @@ class _SessionGuard:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is not None:
-            with contextlib.suppress(BlitError):  # short: the daemon may be what failed
-                self.api.call("DELETE", f"/v1/transfers/{self.sid}", timeout=5.0)
+            _abort(self.api, self.sid)
+
+
+def _abort(api: DaemonClient, sid: str) -> None:
+    """Delete the daemon-side session, best effort."""
+    with contextlib.suppress(BlitError):  # short: the daemon may be what failed
+        api.call("DELETE", f"/v1/transfers/{sid}", timeout=5.0)
 

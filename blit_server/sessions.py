@@ -21,7 +21,7 @@ from blit_shared.destination import Destination
 from blit_shared.errors import Conflict, Forbidden, NotFound, UsageError
 from blit_shared.excludes import Excludes
 from blit_shared.layout import existing_kind, place
-from blit_shared.manifest import DIR, FILE, Entry, Incoming, scan, scan_parts
+from blit_shared.manifest import DIR, FILE, Entry, Incoming, Manifest, scan, scan_parts
 from blit_shared.options import Options
 from blit_shared.paths import check_relpath, join
 from blit_shared.payload import Payload
@@ -264,15 +264,24 @@ class Sessions:
         is_dir = stat.S_ISDIR(st.st_mode)
         session = Session(secrets.token_hex(16), "pull", module, options, progress)
 
+        parts = (scan_parts(path, Excludes(options.excludes), checksum=options.checksum)
+                 if is_dir else None)
+
+        def publish(manifest: Manifest, done: bool) -> None:
+            if session.source is None:
+                session.source = Source(path, manifest, progress, verify=options.verify)
+            session.scan_part(len(manifest.entries), done)
+
+        if parts is not None and not options.checksum:
+            # The first part before answering, as a push's client scans its own first part
+            # right after opening: a fresh DESTINATION can plan at once (first byte parity).
+            publish(*next(parts))
+
         def run() -> Source:
             try:
-                if is_dir:
-                    for manifest, done in scan_parts(path, Excludes(options.excludes),
-                                                     checksum=options.checksum):
-                        if session.source is None:
-                            session.source = Source(path, manifest, progress,
-                                                    verify=options.verify)
-                        session.scan_part(len(manifest.entries), done)
+                if parts is not None:
+                    for manifest, done in parts:
+                        publish(manifest, done)
                 else:
                     manifest = scan(path, name=os.path.basename(path), checksum=options.checksum)
                     session.source = Source(os.path.dirname(path), manifest, progress,

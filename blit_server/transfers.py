@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from blit_shared.errors import Conflict, ProtocolError, UsageError
+from blit_shared.manifest import FIRST_PART, MAX_PART
 from blit_shared.options import Options
 from blit_shared.paths import check_relpath
 from blit_shared.source import Source
@@ -139,7 +140,10 @@ async def _manifest_part(request: Request, s: Session) -> Response:
         raise Conflict("the source scan has not started yet; ask again")
     if not 0 <= offset <= ready:
         raise ProtocolError(f"offset must be between 0 and {ready}")
-    return JSON(source.manifest.part_to_wire(offset, more=not ended, end=ready))
+    # Parts grow as the scan's do (x4), even when the scan is further on: the DESTINATION
+    # plans and asks for a small first part at once.
+    end = min(ready, offset + min(MAX_PART, max(FIRST_PART, 3 * offset)))
+    return JSON(source.manifest.part_to_wire(offset, more=not ended or end < ready, end=end))
 
 
 async def post_need(request: Request) -> Response:

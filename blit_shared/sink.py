@@ -68,6 +68,10 @@ class Sink:
             raise ProtocolError(f"size of {path!r} differs from the plan")
         return e
 
+    def outstanding(self) -> int:
+        """Files expected that are neither written nor failed yet."""
+        return len(self.expected) - len(self.done) - len(self.failed)
+
     def wanted(self, path: str) -> bool:
         return path not in self.failed and path not in self.done
 

@@ -6,7 +6,7 @@ import os
 import queue
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from . import tarshard, wire
@@ -17,6 +17,7 @@ from .manifest import FILE, Entry, Manifest
 from .payload import Payload, Shard, Span, plan_payloads
 from .progress import Progress
 from .tuning import Tuning
+from .workers import Refill
 
 
 @dataclass(slots=True)
@@ -29,6 +30,7 @@ class FileSpan:
 
 
 Frame = bytes | FileSpan
+FLUSH = FileSpan(-1, 0, 0)  # not a record: send what is packed now, this stream may wait next
 
 
 class SourceChanged(OSError):
@@ -211,50 +213,21 @@ def describe_error(exc: OSError) -> str:
     return str(exc) if isinstance(exc, SourceChanged) else (exc.strerror or str(exc))
 
 
-class Refill:
-    """Fills the payload queue from the sending threads themselves: a stream that finds fewer
-    than LOW payloads queued runs `steps` (each scans and plans one more part of a manifest
-    and queues its payloads) until there are enough or none are left, one stream at a time.
-    A thread of its own for that would trade the GIL with the senders at every syscall (20,000
-    small files: +0.2 s CPU)."""
-
-    LOW = 2
-
-    def __init__(self, steps: Iterator[None], on_error: Callable[[], None]) -> None:
-        self._steps: Iterator[None] | None = steps
-        self._on_error = on_error
-        self._lock = threading.Lock()
-
-    def __call__(self, payloads: queue.SimpleQueue[Payload | None]) -> None:
-        if self._steps is None or payloads.qsize() >= self.LOW:
-            return
-        if not self._lock.acquire(blocking=False):
-            return  # another stream is refilling; this one waits on the queue meanwhile
-        try:
-            while self._steps is not None and payloads.qsize() < self.LOW:
-                if next(self._steps, StopIteration) is StopIteration:
-                    self._steps = None
-        except BaseException:
-            self._steps = None
-            self._on_error()  # every stream ends; this one raises
-            raise
-        finally:
-            self._lock.release()
-
-
 def stream_frames(source: Source, payloads: queue.SimpleQueue[Payload | None],
                   wait: float | None = None, refill: Refill | None = None) -> Iterator[Frame]:
     """One whole record stream: preamble, payloads pulled from the shared queue, END.
 
     Every bytes frame that frames() yields starts exactly one record, which is how END's count
     is kept. `wait`: seconds the queue may stay empty (a need list in parts that stopped
-    coming) before the stream fails. `refill`: run before each payload is taken.
+    coming) before the stream fails. `refill`: called before each payload is taken.
     """
     yield wire.PREAMBLE
     count = 0
     while True:
+        if payloads.empty() or (refill is not None and refill.due()):
+            yield FLUSH
         if refill is not None:
-            refill(payloads)
+            refill()
         if (payload := _next(payloads, wait)) is None:
             break
         for frame in source.frames(payload):

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Iterator
 from .errors import BlitError, ProtocolError
 from .options import IO_TIMEOUT
 from .receiver import Receiver
-from .source import FileSpan, Frame, read_span
+from .source import FLUSH, FileSpan, Frame, read_span
+from .workers import Refill
 
 HELLO = b"BLTK"
 TOKEN_BYTES = 32
@@ -88,6 +89,8 @@ def send_frames(sock: socket.socket, frames: Iterable[Frame]) -> None:
             if pending:
                 sock.sendall(pending)
                 pending.clear()
+            if frame is FLUSH:
+                continue
             if encrypted:
                 for data in read_span(frame, HTTP_CHUNK):
                     sock.sendall(data)
@@ -126,19 +129,24 @@ def _sendfile(sock: socket.socket, span: FileSpan) -> None:
         left -= n
 
 
-def receive(sock: socket.socket, receiver: Receiver, bufsize: int = 1 << 20) -> None:
-    """Read a record stream from a socket into `receiver` (recv_into a reused buffer)."""
+def receive(sock: socket.socket, receiver: Receiver, bufsize: int = 1 << 20,
+            refill: Refill | None = None) -> None:
+    """Read a record stream from a socket into `receiver` (recv_into a reused buffer);
+    `refill` is called after each buffer, and while it is due no recv waits for a full one
+    (the peer may have nothing more to send until it runs)."""
     buf = bytearray(bufsize)
     view = memoryview(buf)
     flags = 0 if isinstance(sock, ssl.SSLSocket) else socket.MSG_WAITALL
     while True:
         try:
-            n = sock.recv_into(buf, bufsize, flags)
+            n = sock.recv_into(buf, bufsize, 0 if refill is not None and refill.due() else flags)
         except TimeoutError:
             raise TimeoutError("data stream stalled: peer stopped sending") from None
         if n == 0:
             break
         receiver.feed(view[:n])
+        if refill is not None:
+            refill()
     receiver.close()
 
 
@@ -147,7 +155,11 @@ def http_chunks(frames: Iterable[Frame], chunk: int = HTTP_CHUNK) -> Iterator[by
     """A record stream as body chunks of about `chunk` bytes (headers coalesced with data)."""
     pending = bytearray()
     for frame in frames:
-        if isinstance(frame, FileSpan):
+        if frame is FLUSH:
+            if pending:
+                yield bytes(pending)
+                pending.clear()
+        elif isinstance(frame, FileSpan):
             for data in read_span(frame, chunk):
                 if pending:
                     pending += data

@@ -4,7 +4,7 @@ batches of single-syscall steps split over two threads."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -12,13 +12,11 @@ T = TypeVar("T")
 PARALLEL_MIN = 16  # batches smaller than this stay on the calling thread
 
 
-def run_all(jobs: list[Callable[[], None]], on_interrupt: Callable[[], None] | None = None,
-            meanwhile: Callable[[], None] | None = None) -> None:
+def run_all(jobs: list[Callable[[], None]], on_interrupt: Callable[[], None] | None = None) -> None:
     """Run each job on its own thread and wait for all; then raise the first job's exception.
 
-    `meanwhile` runs on this thread while the jobs run (it feeds them work). If it or the wait
-    fails (Ctrl-C too), `on_interrupt` asks the jobs to stop, they are waited for once more
-    (so none is killed mid-file), and the exception propagates.
+    If the wait itself is interrupted (Ctrl-C), `on_interrupt` asks the jobs to stop, they are
+    waited for once more (so none is killed mid-file), and the interrupt propagates.
     """
     errors: list[BaseException] = []
 
@@ -32,8 +30,6 @@ def run_all(jobs: list[Callable[[], None]], on_interrupt: Callable[[], None] | N
     for t in threads:
         t.start()
     try:
-        if meanwhile is not None:
-            meanwhile()
         for t in threads:
             t.join()
     except BaseException:
@@ -71,3 +67,39 @@ def on_two_threads(step: Callable[[T], None], items: Sequence[T],
         for item in items[:half]:
             step(item)
         other.result()
+
+
+class Refill:
+    """Feeds a transfer from its stream threads: a stream that calls it while `low()` runs
+    `steps` (each fetches and plans one more part of a manifest, and queues or requests its
+    files) until `low()` is false or no step is left, one stream at a time. A thread of its
+    own for that trades the GIL with the streams at every syscall (20,000 small files: +0.2 s
+    of CPU, and a later first byte). On a failed step `on_error` releases the other streams,
+    and the step's exception is raised in this one."""
+
+    def __init__(self, steps: Iterator[None], low: Callable[[], bool],
+                 on_error: Callable[[], None]) -> None:
+        self._steps: Iterator[None] | None = steps
+        self._low = low
+        self._on_error = on_error
+        self._lock = threading.Lock()
+
+    def due(self) -> bool:
+        """Steps are left and `low()` asks for one (a receiver must not block for data then)."""
+        return self._steps is not None and self._low()
+
+    def __call__(self) -> None:
+        if not self.due():
+            return
+        if not self._lock.acquire(blocking=False):
+            return  # another stream is at it; this one goes on meanwhile
+        try:
+            while self._steps is not None and self._low():
+                if next(self._steps, StopIteration) is StopIteration:
+                    self._steps = None
+        except BaseException:
+            self._steps = None
+            self._on_error()
+            raise
+        finally:
+            self._lock.release()

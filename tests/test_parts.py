@@ -200,8 +200,9 @@ def test_parts_planned_mirror_never_deletes_unconfirmed(tmp_path: Path) -> None:
 
 
 def test_refill_runs_on_the_sending_thread_and_ends_streams_on_error(tmp_path: Path) -> None:
-    from blit_shared.source import Refill, stream_frames
+    from blit_shared.source import stream_frames
     from blit_shared.tuning import tune
+    from blit_shared.workers import Refill
 
     (tmp_path / "a").write_bytes(b"1")
     (tmp_path / "b").write_bytes(b"2")
@@ -215,7 +216,8 @@ def test_refill_runs_on_the_sending_thread_and_ends_streams_on_error(tmp_path: P
             source.queue(source.resolve_need([i]), tune([1]), last=i == 2, into=q)
             yield
 
-    frames = list(stream_frames(source, q, refill=Refill(steps(), lambda: None)))
+    low = Refill(steps(), lambda: q.qsize() < 2, lambda: None)
+    frames = list(stream_frames(source, q, refill=low))
     assert ran == [1, 2] and sum(isinstance(x, bytes) for x in frames) == 6  # 2 × (SHARD, DONE)
 
     def failing() -> Iterator[None]:
@@ -223,7 +225,7 @@ def test_refill_runs_on_the_sending_thread_and_ends_streams_on_error(tmp_path: P
         yield
 
     q2 = source.queue([], tune([]), last=False)
-    refill = Refill(failing(), lambda: source.end(q2, 2))
+    refill = Refill(failing(), lambda: q2.qsize() < 2, lambda: source.end(q2, 2))
     with pytest.raises(ProtocolError):
         list(stream_frames(source, q2, refill=refill))
     assert list(stream_frames(source, q2, refill=refill))  # the other stream ends, no hang
