@@ -253,8 +253,7 @@ def _whole_manifest(api: DaemonClient, sid: str, incoming: Incoming, dest: Desti
     """Fetch the SOURCE's whole manifest (its digest first, against this DESTINATION's own
     scan), plan it here; returns the need list."""
     dest.prescan()
-    own = dest.own_manifest()
-    mine = own.digest() if len(own.entries) > 1 else None
+    own, mine = dest.own_manifest(), dest.own_digest()
     got = api.call("GET", f"/v1/transfers/{sid}/manifest",
                    params={"same_as": mine} if mine else None)
     # Same digest: the SOURCE holds exactly this tree (a re-run), plan against ourselves.
@@ -269,7 +268,7 @@ def _whole_manifest(api: DaemonClient, sid: str, incoming: Incoming, dest: Desti
     if single_name is not None and manifest.entries:
         manifest.entries[0].path = single_name
     scanned(progress, manifest.errors, len(manifest.entries))
-    return dest.make_plan(manifest).need
+    return dest.make_plan(manifest, identical=bool(got.get("same"))).need
 
 
 def _next_part(api: DaemonClient, sid: str, incoming: Incoming, dest: Destination,

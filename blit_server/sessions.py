@@ -61,8 +61,9 @@ class Session:
     negotiating: bool = False
     scanning: Future[Source] | None = None  # pull: the SOURCE scan, running in the background
     incoming: Incoming = field(default_factory=Incoming)  # push: the manifest, part by part
-    scanned: int = 0  # pull: manifest entries the background scan has ready
-    scan_ended: bool = False
+    # pull: (entries the background scan has ready, whether it ended), one tuple so a reader
+    # never pairs a new count with an old flag
+    scanned: tuple[int, bool] = (0, False)
     need_more: bool = False  # pull: the DESTINATION sends its need list in parts, not all yet
     fresh: bool = False  # push: nothing at the destination yet, so the manifest may come in parts
     parts_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -81,15 +82,17 @@ class Session:
 
     def scan_part(self, entries: int, done: bool) -> None:
         """The background scan has `entries` ready (all of them when `done`)."""
-        with self.cond:
-            self.scanned, self.scan_ended = entries, done
-            self.cond.notify_all()
+        self.scanned = (entries, done)
 
-    def wait_part(self, offset: int, timeout: float) -> tuple[int, bool]:
-        """Wait until the scan has entries past `offset` or has ended: (ready, ended)."""
-        with self.cond:
-            self.cond.wait_for(lambda: self.scanned > offset or self.scan_ended, timeout)
-            return self.scanned, self.scan_ended
+    async def wait_part(self, offset: int, timeout: float) -> tuple[int, bool]:
+        """Wait, without holding a worker thread, until the scan has entries past `offset`
+        or has ended: (ready, ended). Polls: a scan yields a part every few milliseconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ready, ended = self.scanned
+            if ready > offset or ended or time.monotonic() > deadline:
+                return ready, ended
+            await asyncio.sleep(0.002)
 
     def record(self, event: dict[str, Any]) -> None:
         """Progress listener: keep what the client shows in -v (links, deletions, failures)."""
@@ -288,7 +291,7 @@ class Sessions:
                                             single_file=path, verify=options.verify)
                     session.scan_part(len(manifest.entries), True)
             finally:
-                session.scan_part(session.scanned, True)  # a failed scan ends too
+                session.scan_part(session.scanned[0], True)  # a failed scan ends too
             return session.source
 
         self._add(session)

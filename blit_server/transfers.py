@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import os
@@ -70,10 +71,10 @@ async def post_manifest(request: Request) -> Response:
         # A re-run: the SOURCE sends only its manifest's digest; equal to this tree's, the plan
         # is made from this tree's own manifest, else the SOURCE sends the whole one.
         same_as = field(data, "same_as", str)
-        own = await run_in_threadpool(dest.own_manifest)
-        if same_as != await run_in_threadpool(own.digest):
+        if same_as != await run_in_threadpool(dest.own_digest):
             return JSON({"same": False})
-        plan = await run_in_threadpool(dest.make_plan, own)
+        own = dest.own_manifest()
+        plan = await run_in_threadpool(functools.partial(dest.make_plan, own, identical=True))
         need = plan.need
     else:
         need = await run_in_threadpool(_plan_part, s, data)
@@ -133,8 +134,7 @@ async def _manifest_part(request: Request, s: Session) -> Response:
         offset = int(request.query_params["offset"])
     except ValueError:
         raise ProtocolError("offset must be an integer") from None
-    ready, ended = await run_in_threadpool(s.wait_part, offset,
-                                           daemon_of(request).config.timeout)
+    ready, ended = await s.wait_part(offset, daemon_of(request).config.timeout)
     source = await s.ready_source() if ended else s.source
     if source is None:
         raise Conflict("the source scan has not started yet; ask again")

@@ -16,7 +16,7 @@ from .excludes import Excludes
 from .layout import existing_kind
 from .manifest import DIR, Entry, Manifest, scan
 from .paths import join
-from .plan import Plan, diff_part, plan_deletions
+from .plan import Plan, diff_part, plan_deletions, unchanged
 from .progress import Progress
 from .sink import Sink
 from .temps import remove_stale, temp_name
@@ -45,6 +45,7 @@ class Destination:
         self._tree_handle: Tree | None = None
         self._prescan: Future[Manifest] | None = None
         self._own: Manifest | None = None
+        self._digest: object = _UNSET
         self._have: dict[str, Entry] = {}
         self.complete = False  # the whole SOURCE manifest is planned
         self._lock = threading.Lock()  # parts of a manifest are planned and prepared in turn
@@ -59,7 +60,9 @@ class Destination:
 
         def run() -> None:
             try:
-                future.set_result(self.scan())
+                own = self.scan()
+                self._digest = _digest_of(own)  # a re-run's digest check needs it next
+                future.set_result(own)
             except BaseException as exc:  # handed to make_plan, which raises it there
                 future.set_exception(exc)
 
@@ -78,6 +81,14 @@ class Destination:
         except NotADirectoryError:
             raise Conflict(f"destination path runs through a file: {self.root}") from None
 
+    def own_digest(self) -> str | None:
+        """The digest of this tree's scan (Manifest.digest; None for a lone root), computed
+        by the prescan thread when there was one."""
+        own = self.own_manifest()
+        if self._digest is _UNSET:
+            self._digest = _digest_of(own)
+        return self._digest  # type: ignore[return-value]
+
     def own_manifest(self) -> Manifest:
         """This tree's scan (the prescan's, when one was started)."""
         if self._own is None:
@@ -85,9 +96,18 @@ class Destination:
             self._prescan = None
         return self._own
 
-    def make_plan(self, source: Manifest) -> Plan:
-        """Plan against a whole SOURCE manifest."""
-        return self.plan_part(source.entries, 0, whole=source)
+    def make_plan(self, source: Manifest, *, identical: bool = False) -> Plan:
+        """Plan against a whole SOURCE manifest; `identical`: it is this tree's own scan (the
+        digests matched), so nothing is compared."""
+        if not identical:
+            return self.plan_part(source.entries, 0, whole=source)
+        with self._lock:
+            own = self.own_manifest()
+            if own.temps:
+                remove_stale(self._tree().unlink, own.temps)
+            self.plan, self.complete = unchanged(source), True
+            self.progress.planned(self.plan.counts())
+            return self.plan
 
     def plan_part(self, entries: list[Entry], offset: int, *,
                   whole: Manifest | None = None) -> Plan:
@@ -285,6 +305,13 @@ class Destination:
             with contextlib.suppress(OSError):
                 tree.unlink(temp)
             raise
+
+
+_UNSET = object()
+
+
+def _digest_of(manifest: Manifest) -> str | None:
+    return manifest.digest() if len(manifest.entries) > 1 else None
 
 
 def _by_depth(entries: list[Entry]) -> list[list[Entry]]:

@@ -163,3 +163,12 @@ def test_identical_trees_plan_nothing() -> None:
     plan = diff(m(*entries), m(*entries), mirror=True)
     assert plan.files == plan.mkdirs == plan.links == plan.meta == plan.delete == []
     assert plan.skipped == 3 and isinstance(plan, Plan)
+
+
+def test_unchanged_counts_what_diff_counts() -> None:
+    from blit_shared.plan import unchanged
+
+    tree = m(d(""), d("a"), f("a/x", mtime=T), ln("l", "t"), f("y", mtime=T))
+    full, fast = diff(tree, tree), unchanged(tree)
+    assert fast.counts() == full.counts()
+    assert fast.dirs == full.dirs and not fast.need and not fast.mkdirs
