@@ -10,6 +10,7 @@ import h2.settings
 from httpcore._sync import http2 as core_h2
 from httpcore._sync import http11 as core_h11
 
+from blit_shared import h11buffer
 from blit_shared.tuning import H2_FRAME, H2_WINDOW
 
 READ_BYTES = 1 << 20
@@ -17,6 +18,7 @@ READ_BYTES = 1 << 20
 
 def install() -> None:
     core_h11.HTTP11Connection.READ_NUM_BYTES = READ_BYTES
+    h11buffer.install()
     cls = core_h2.HTTP2Connection
     if getattr(cls, "_blit_tuned", False):
         return
