@@ -9,7 +9,8 @@ import random
 import stat
 import subprocess
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -216,3 +217,13 @@ def blit_on_tty(args: list[str], answer: str) -> subprocess.CompletedProcess[str
     finally:
         os.close(slave)
         os.close(master)
+
+
+def wait_for(cond: Callable[[], bool], seconds: float = 20.0) -> bool:
+    """Poll `cond` until it holds (True) or `seconds` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.005)
+    return False

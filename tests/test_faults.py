@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -25,22 +24,13 @@ from blit_shared.source import FileSpan, Source
 from blit_shared.temps import TEMP_MARK
 from blit_shared.transport import HELLO
 from tests.daemon import Daemon, running_daemon
-from tests.helpers import assert_same_tree, blit
+from tests.helpers import assert_same_tree, blit, wait_for
 
 MiB = 1 << 20
 
 
 def temps(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if TEMP_MARK in p.name]
-
-
-def wait_for(cond: Callable[[], bool], seconds: float = 20.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.005)
-    return False
 
 
 def big_source(tmp: Path, size: int = 1024 * MiB) -> Path:

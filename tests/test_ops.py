@@ -12,27 +12,16 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.daemon import Daemon, running_daemon
-from tests.helpers import assert_same_tree, blit
+from tests.helpers import assert_same_tree, blit, wait_for
 
 UNIT = Path(__file__).resolve().parent.parent / "docs" / "deploy" / "blitd.service"
 MiB = 1 << 20
-
-
-def wait_for(cond: Callable[[], bool], seconds: float = 20.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def log_lines(d: Daemon) -> list[str]:
