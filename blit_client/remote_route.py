@@ -277,12 +277,10 @@ def _next_part(api: DaemonClient, sid: str, incoming: Incoming, dest: Destinatio
     offset = len(incoming.manifest.entries)
     got = api.call("GET", f"/v1/transfers/{sid}/manifest", params={"offset": offset})
     entries, _ = incoming.add(got)
-    before = len(dest.plan.need) if dest.plan is not None else 0
-    plan = dest.plan_part(entries, offset,
-                          whole=incoming.manifest if incoming.complete else None)
+    need = dest.plan_part(entries, offset, whole=incoming.whole)
     if incoming.complete:
         scanned(progress, incoming.manifest.errors, len(incoming.manifest.entries))
-    return plan.need[before:]
+    return need
 
 
 def _dial(api: DaemonClient, grant: dict[str, Any], token: str) -> socket.socket:

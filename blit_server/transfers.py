@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from blit_shared.errors import Conflict, ProtocolError, UsageError
-from blit_shared.manifest import FIRST_PART, MAX_PART
+from blit_shared.manifest import part_size
 from blit_shared.options import Options
 from blit_shared.paths import check_relpath
 from blit_shared.source import Source
@@ -99,12 +99,10 @@ def _plan_part(s: Session, data: Any) -> list[int]:
         if s.incoming.complete:
             raise Conflict("the manifest is complete; no more parts")
         entries, offset = s.incoming.add(data)
-        before = len(dest.plan.need) if dest.plan is not None else 0
-        plan = dest.plan_part(entries, offset,
-                              whole=s.incoming.manifest if s.incoming.complete else None)
+        need = dest.plan_part(entries, offset, whole=s.incoming.whole)
         if dest.sink is not None:  # negotiated
             dest.prepare()
-        return plan.need[before:]
+        return need
 
 
 def _prepare(s: Session) -> None:
@@ -140,9 +138,9 @@ async def _manifest_part(request: Request, s: Session) -> Response:
         raise Conflict("the source scan has not started yet; ask again")
     if not 0 <= offset <= ready:
         raise ProtocolError(f"offset must be between 0 and {ready}")
-    # Parts grow as the scan's do (x4), even when the scan is further on: the DESTINATION
-    # plans and asks for a small first part at once.
-    end = min(ready, offset + min(MAX_PART, max(FIRST_PART, 3 * offset)))
+    # Parts grow as the scan's do, even when the scan is further on: the DESTINATION plans
+    # and asks for a small first part at once.
+    end = min(ready, offset + part_size(offset))
     return JSON(source.manifest.part_to_wire(offset, more=not ended or end < ready, end=end))
 
 

@@ -47,6 +47,7 @@ class Destination:
         self._own: Manifest | None = None
         self._digest: object = _UNSET
         self._have: dict[str, Entry] = {}
+        self._wanted: set[str] = set()  # mirror: the SOURCE paths planned so far
         self.complete = False  # the whole SOURCE manifest is planned
         self._lock = threading.Lock()  # parts of a manifest are planned and prepared in turn
         self._prepared = dict.fromkeys(("clear", "mkdirs", "links", "meta", "files",
@@ -100,45 +101,49 @@ class Destination:
         """Plan against a whole SOURCE manifest; `identical`: it is this tree's own scan (the
         digests matched), so nothing is compared."""
         if not identical:
-            return self.plan_part(source.entries, 0, whole=source)
+            self.plan_part(source.entries, 0, whole=source)
+            return self._plan()
         with self._lock:
-            own = self.own_manifest()
-            if own.temps:
-                remove_stale(self._tree().unlink, own.temps)
+            self._start_plan()
             self.plan, self.complete = unchanged(source), True
             self.progress.planned(self.plan.counts())
             return self.plan
 
     def plan_part(self, entries: list[Entry], offset: int, *,
-                  whole: Manifest | None = None) -> Plan:
-        """Plan the next part of a SOURCE manifest (its entries from index `offset`) and return
-        the plan so far. `whole`: the complete manifest, given with its last part; only then
-        are deletions planned (a mirror deletes what the whole SOURCE lacks)."""
+                  whole: Manifest | None = None) -> list[int]:
+        """Plan the next part of a SOURCE manifest (its entries from index `offset`); returns
+        what this part needs (`plan` holds the whole plan so far). `whole`: the complete
+        manifest, given with its last part; only then are deletions planned (a mirror deletes
+        what the whole SOURCE lacks)."""
         with self._lock:
             if self.plan is None:
-                own = self.own_manifest()
-                if own.temps:  # left by a transfer that was killed: gone before any compare
-                    remove_stale(self._tree().unlink, own.temps)
-                self.plan, self._have = Plan(), own.by_path()
+                self._have = self._start_plan().by_path()
+                self.plan = Plan()
             if self.excludes:
                 # The DESTINATION enforces its excludes itself: a source that sends an excluded
                 # path anyway could otherwise write beneath an excluded (unscanned) symlink.
                 entries = [e for e in entries if not self.excludes.match(e.path, e.kind == DIR)]
+            if self.mirror:
+                self._wanted.update(e.path for e in entries)
+            before = len(self.plan.need)
             diff_part(self.plan, entries, offset, self._have, mirror=self.mirror,
                       checksum=self.checksum)
             self.complete = whole is not None
             if whole is not None and self.mirror:
-                plan_deletions(self.plan, {e.path for e in whole.entries}
-                               - self._excluded(whole), self.own_manifest())
+                plan_deletions(self.plan, self._wanted, self.own_manifest())
+                self._wanted = set()
                 if self.plan.delete:
                     self.deletions_skipped = self._deletion_veto(whole, offset)
             self.progress.planned(self.plan.counts())
-            return self.plan
+            return self.plan.need[before:]
 
-    def _excluded(self, whole: Manifest) -> set[str]:
-        if not self.excludes:
-            return set()
-        return {e.path for e in whole.entries if self.excludes.match(e.path, e.kind == DIR)}
+    def _start_plan(self) -> Manifest:
+        """This tree's scan, rid of the temp files a killed transfer left (before anything is
+        compared)."""
+        own = self.own_manifest()
+        if own.temps:
+            remove_stale(self._tree().unlink, own.temps)
+        return own
 
     def _deletion_veto(self, source: Manifest, last_offset: int) -> str | None:
         if last_offset:

@@ -109,6 +109,11 @@ class Incoming:
         self.complete = False
         self._kinds: dict[str, str] = {}
 
+    @property
+    def whole(self) -> Manifest | None:
+        """The manifest once its last part arrived (what plan_part's `whole` takes)."""
+        return self.manifest if self.complete else None
+
     def add(self, data: object) -> tuple[list[Entry], int]:
         """Check and append the next part; returns its entries and the offset they start at."""
         if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
@@ -166,6 +171,12 @@ def _entry(rel: str, st: os.stat_result, target: str | None = None) -> Entry:
 FIRST_PART, MAX_PART = 256, 32_768  # entries: a first part soon, then ×4 per part
 
 
+def part_size(offset: int, first: int = FIRST_PART) -> int:
+    """Entries in the manifest part that starts at `offset`: `first`, then three times what
+    came before (the manifest so far grows ×4 per part), at most MAX_PART."""
+    return max(first, min(MAX_PART, 3 * offset))
+
+
 def scan(root: str, excludes: Excludes | None = None, *, name: str | None = None,
          checksum: bool = False) -> Manifest:
     """Walk `root` once (iteratively, never following links inside it) into a Manifest.
@@ -182,8 +193,8 @@ def scan(root: str, excludes: Excludes | None = None, *, name: str | None = None
 def scan_parts(root: str, excludes: Excludes | None = None, *, name: str | None = None,
                checksum: bool = False, first: int = FIRST_PART) -> Iterator[tuple[Manifest, bool]]:
     """scan(), yielding the growing manifest (always the same object) whenever a part of at
-    least `first` new entries (growing ×4 up to MAX_PART) is complete, and once at the end
-    with True: the receiving end plans and sends while the rest is still being scanned."""
+    least part_size() new entries is complete, and once at the end with True: the receiving
+    end plans and sends while the rest is still being scanned."""
     excludes = excludes or Excludes()
     manifest = Manifest()
     try:
@@ -207,12 +218,12 @@ def scan_parts(root: str, excludes: Excludes | None = None, *, name: str | None 
         return
     entries = manifest.entries
     entries.append(_entry("", st))
-    given, part = 0, first
+    given = 0
     for _dir in _walk(root, excludes, manifest):
-        if len(entries) - given >= part:
+        if len(entries) - given >= part_size(given, first):
             if checksum:
                 add_digests(root, entries[given:], manifest.errors)
-            given, part = len(entries), min(part * 4, max(first, MAX_PART))
+            given = len(entries)
             yield manifest, False
     if checksum:
         add_digests(root, entries[given:], manifest.errors)

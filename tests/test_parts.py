@@ -193,7 +193,9 @@ def test_parts_planned_mirror_never_deletes_unconfirmed(tmp_path: Path) -> None:
     whole = Manifest([Entry("", DIR, mode=0o755), Entry("a", FILE, 1, mode=0o644),
                       Entry("b", FILE, 1, mode=0o644)])
     dest.plan_part(whole.entries[:2], 0)
-    plan = dest.plan_part(whole.entries[2:], 2, whole=whole)
+    dest.plan_part(whole.entries[2:], 2, whole=whole)
+    plan = dest.plan
+    assert plan is not None
     assert [e.path for e in plan.delete] == ["late"]
     assert dest.deletions_skipped is not None and "changed" in dest.deletions_skipped
     assert dest.complete
