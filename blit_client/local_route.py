@@ -14,10 +14,10 @@ from blit_shared.errors import NotFound
 from blit_shared.excludes import Excludes
 from blit_shared.layout import Placement, existing_kind, place
 from blit_shared.localcopy import copy_local
-from blit_shared.manifest import DIR, FILE, FIRST_PART, MAX_ENTRIES, scan, scan_parts
+from blit_shared.manifest import DIR, FILE, FIRST_PART, MAX_ENTRIES
 from blit_shared.options import Options
 from blit_shared.progress import Progress
-from blit_shared.source import Source
+from blit_shared.source import Source, scan_source
 from blit_shared.tuning import tune
 
 Confirm = Callable[[dict[str, int]], None]
@@ -55,21 +55,13 @@ class LocalSource:
         """scan(), yielding the Source whenever its growing manifest has a new part (when
         `streamed`, for a directory), and with True once the scan is done."""
         progress.set_phase("scan")
-        if self.kind == DIR:
-            source: Source | None = None
-            for manifest, done in scan_parts(self.path, Excludes(opts.excludes),
-                                             checksum=opts.checksum,
-                                             first=FIRST_PART if streamed else MAX_ENTRIES):
-                if source is None:
-                    source = Source(self.path, manifest, progress, verify=opts.verify)
-                if done:
-                    scanned(progress, manifest.errors, len(manifest.entries))
-                yield source, done
-            return
-        manifest = scan(self.path, name=name, checksum=opts.checksum)
-        scanned(progress, manifest.errors, len(manifest.entries))
-        yield Source(os.path.dirname(self.path), manifest, progress, verify=opts.verify,
-                     single_file=self.path), True
+        for source, done in scan_source(self.path, self.kind == DIR, progress,
+                                        excludes=Excludes(opts.excludes),
+                                        checksum=opts.checksum, verify=opts.verify, name=name,
+                                        first=FIRST_PART if streamed else MAX_ENTRIES):
+            if done:
+                scanned(progress, source.manifest.errors, len(source.manifest.entries))
+            yield source, done
 
 
 def scanned(progress: Progress, errors: list[str], entries: int) -> None:

@@ -21,12 +21,12 @@ from blit_shared.destination import Destination
 from blit_shared.errors import Conflict, Forbidden, NotFound, UsageError
 from blit_shared.excludes import Excludes
 from blit_shared.layout import existing_kind, place
-from blit_shared.manifest import DIR, FILE, Entry, Incoming, Manifest, scan, scan_parts
+from blit_shared.manifest import DIR, FILE, Entry, Incoming
 from blit_shared.options import Options
 from blit_shared.paths import check_relpath, join
 from blit_shared.payload import Payload
 from blit_shared.progress import Progress
-from blit_shared.source import Source
+from blit_shared.source import Source, scan_source
 from blit_shared.transport import TOKEN_BYTES
 from blit_shared.tuning import Tuning
 
@@ -267,29 +267,24 @@ class Sessions:
         is_dir = stat.S_ISDIR(st.st_mode)
         session = Session(secrets.token_hex(16), "pull", module, options, progress)
 
-        parts = (scan_parts(path, Excludes(options.excludes), checksum=options.checksum)
-                 if is_dir else None)
+        # A lone file (or link) is named as itself: a link is sent as a link, never followed.
+        parts = scan_source(path, is_dir, progress, excludes=Excludes(options.excludes),
+                            checksum=options.checksum, verify=options.verify,
+                            name=os.path.basename(path))
 
-        def publish(manifest: Manifest, done: bool) -> None:
-            if session.source is None:
-                session.source = Source(path, manifest, progress, verify=options.verify)
-            session.scan_part(len(manifest.entries), done)
+        def publish(source: Source, done: bool) -> None:
+            session.source = source
+            session.scan_part(len(source.manifest.entries), done)
 
-        if parts is not None and not options.checksum:
+        if is_dir and not options.checksum:
             # The first part before answering, as a push's client scans its own first part
             # right after opening: a fresh DESTINATION can plan at once (first byte parity).
             publish(*next(parts))
 
         def run() -> Source:
             try:
-                if parts is not None:
-                    for manifest, done in parts:
-                        publish(manifest, done)
-                else:
-                    manifest = scan(path, name=os.path.basename(path), checksum=options.checksum)
-                    session.source = Source(os.path.dirname(path), manifest, progress,
-                                            single_file=path, verify=options.verify)
-                    session.scan_part(len(manifest.entries), True)
+                for source, done in parts:
+                    publish(source, done)
             finally:
                 session.scan_part(session.scanned[0], True)  # a failed scan ends too
             return session.source

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from . import tarshard, wire
 from .beneath import KEEP_DIRS, Tree
 from .errors import ProtocolError
+from .excludes import Excludes
 from .hashing import digest, span_digest
-from .manifest import FILE, Entry, Manifest
+from .manifest import FILE, FIRST_PART, Entry, Manifest, scan, scan_parts
 from .payload import Payload, Shard, Span, plan_payloads
 from .progress import Progress
 from .tuning import Tuning
@@ -193,6 +194,25 @@ class Source:
         finally:
             os.close(fd)
         self.sent(e, span.length)
+
+
+def scan_source(path: str, is_dir: bool, progress: Progress, *, excludes: Excludes,
+                checksum: bool, verify: bool, name: str | None = None,
+                first: int = FIRST_PART) -> Iterator[tuple[Source, bool]]:
+    """Scan `path` into the Source that sends it, yielding that Source whenever its growing
+    manifest has a new part (manifest.scan_parts; `first` entries first) and with True once
+    the scan is done. A single file is one part, its entry named `name` (default: its
+    basename). Both routes' SOURCE: the client's for a push, the daemon's for a pull."""
+    if not is_dir:
+        manifest = scan(path, name=name, checksum=checksum)
+        yield Source(os.path.dirname(path), manifest, progress, single_file=path,
+                     verify=verify), True
+        return
+    source: Source | None = None
+    for manifest, done in scan_parts(path, excludes, checksum=checksum, first=first):
+        if source is None:
+            source = Source(path, manifest, progress, verify=verify)
+        yield source, done
 
 
 def _corrupt_once(path: str) -> bool:
