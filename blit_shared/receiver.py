@@ -19,7 +19,7 @@ class Receiver:
         self.sink = sink
         self.verify = verify
         self._hasher: xxhash.xxh3_128 | None = None
-        self._shard: tuple[bytes, int] | None = None  # held until its DONE
+        self._shard: tuple[bytearray, int] | None = None  # held until its DONE
         self.decoder = wire.Decoder()
         self._record: wire.Record | None = None
         self._partial: Partial | None = None
@@ -86,7 +86,9 @@ class Receiver:
         elif rec.type == wire.SHARD:
             if self._shard is not None:
                 raise ProtocolError("SHARD without its DONE")
-            self._shard = (bytes(self._body), rec.size)
+            # The body is held as it is (no copy); a fresh buffer takes the next records.
+            self._shard = (self._body, rec.size)
+            self._body = bytearray()
         elif rec.type == wire.FAIL:
             self.sink.fail(rec.path, "source: " + self._body.decode("utf-8", "replace"))
             for key in [k for k in self._unconfirmed if k[0] == rec.path]:

@@ -30,8 +30,11 @@ class FileSpan:
     length: int
 
 
-Frame = bytes | FileSpan
+Frame = bytes | bytearray | FileSpan  # bytes-like frames start a record each
 FLUSH = FileSpan(-1, 0, 0)  # not a record: send what is packed now, this stream may wait next
+
+
+SHARD_HEAD = wire.HEADER.size  # a SHARD record's header: its path is empty
 
 
 class SourceChanged(OSError):
@@ -148,7 +151,9 @@ class Source:
             yield from self._span_frames(payload)
 
     def _shard_frames(self, shard: Shard) -> Iterator[Frame]:
-        body = bytearray()
+        # The archive is packed after room for its record header, which is filled in once the
+        # length is known: the record leaves as it was packed, never copied whole again.
+        record = bytearray(SHARD_HEAD)
         sent: list[Entry] = []
         for e in shard.entries:
             try:
@@ -157,14 +162,17 @@ class Source:
                 self.failed(e, describe_error(exc))
                 yield wire.encode_fail(e.path, describe_error(exc))
                 continue
-            tarshard.encode_member(body, e.path, data, e.mode, e.mtime_ns // 1_000_000_000)
+            tarshard.encode_member(record, e.path, data, e.mode, e.mtime_ns // 1_000_000_000)
             sent.append(e)
         if not sent:
             return
-        tarshard.finish(body)
-        head = wire.encode_header(wire.Record(wire.SHARD, "", len(sent), 0, len(body)))
-        yield head + body
-        yield wire.encode_done("", len(sent), 0, digest(body) if self.verify else b"")
+        tarshard.finish(record)
+        length = len(record) - SHARD_HEAD
+        record[:SHARD_HEAD] = wire.encode_header(wire.Record(wire.SHARD, "", len(sent), 0, length))
+        with memoryview(record) as view:
+            sum_ = digest(view[SHARD_HEAD:]) if self.verify else b""
+        yield record
+        yield wire.encode_done("", len(sent), 0, sum_)
         for e in sent:
             self.sent(e, e.size)
 
@@ -237,7 +245,7 @@ def stream_frames(source: Source, payloads: queue.SimpleQueue[Payload | None],
                   wait: float | None = None, refill: Refill | None = None) -> Iterator[Frame]:
     """One whole record stream: preamble, payloads pulled from the shared queue, END.
 
-    Every bytes frame that frames() yields starts exactly one record, which is how END's count
+    Every bytes-like frame that frames() yields starts exactly one record, which is how END's count
     is kept. `wait`: seconds the queue may stay empty (a need list in parts that stopped
     coming) before the stream fails. `refill`: called before each payload is taken.
     """
@@ -251,7 +259,7 @@ def stream_frames(source: Source, payloads: queue.SimpleQueue[Payload | None],
         if (payload := _next(payloads, wait)) is None:
             break
         for frame in source.frames(payload):
-            count += isinstance(frame, bytes)
+            count += not isinstance(frame, FileSpan)
             yield frame
     yield wire.encode_end(count)
 

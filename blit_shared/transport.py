@@ -19,6 +19,7 @@ HELLO = b"BLTK"
 TOKEN_BYTES = 32
 ACK = b"\x01"
 HTTP_CHUNK = 1 << 20
+BIG_FRAME = 64 << 10  # a frame this long is sent as it is, not gathered with others
 
 
 class CarrierError(BlitError):
@@ -96,6 +97,11 @@ def send_frames(sock: socket.socket, frames: Iterable[Frame]) -> None:
                     sock.sendall(data)
             else:
                 _sendfile(sock, frame)
+        elif len(frame) >= BIG_FRAME:  # a shard: as packed, not copied into `pending`
+            if pending:
+                sock.sendall(pending)
+                pending.clear()
+            sock.sendall(frame)
         else:
             pending += frame
             if len(pending) >= HTTP_CHUNK:
@@ -168,6 +174,11 @@ def http_chunks(frames: Iterable[Frame], chunk: int = HTTP_CHUNK) -> Iterator[by
                         pending.clear()
                 else:
                     yield data
+        elif len(frame) >= BIG_FRAME:
+            if pending:
+                yield bytes(pending)
+                pending.clear()
+            yield bytes(frame)
         else:
             pending += frame
             if len(pending) >= chunk:

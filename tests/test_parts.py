@@ -202,7 +202,7 @@ def test_parts_planned_mirror_never_deletes_unconfirmed(tmp_path: Path) -> None:
 
 
 def test_refill_runs_on_the_sending_thread_and_ends_streams_on_error(tmp_path: Path) -> None:
-    from blit_shared.source import stream_frames
+    from blit_shared.source import FileSpan, stream_frames
     from blit_shared.tuning import tune
     from blit_shared.workers import Refill
 
@@ -220,7 +220,8 @@ def test_refill_runs_on_the_sending_thread_and_ends_streams_on_error(tmp_path: P
 
     low = Refill(steps(), lambda: q.qsize() < 2, lambda: None)
     frames = list(stream_frames(source, q, refill=low))
-    assert ran == [1, 2] and sum(isinstance(x, bytes) for x in frames) == 6  # 2 × (SHARD, DONE)
+    assert ran == [1, 2] and sum(not isinstance(x, FileSpan) for x in frames) == 6
+    # preamble, 2 × (SHARD, DONE), END
 
     def failing() -> Iterator[None]:
         raise ProtocolError("daemon said no")
