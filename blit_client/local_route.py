@@ -110,8 +110,8 @@ def run_local(src: str, dst: str, opts: Options, progress: Progress,
                               progress, extra)
     confirm(plan.counts())
     progress.set_phase("transfer")
-    sink = dest.prepare()
     try:
+        sink = dest.prepare()
         copy_local(source, sink, plan.files, tune([e.size for e in plan.files],
                                                   streams=opts.streams, in_kernel=True))
     finally:

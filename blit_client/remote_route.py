@@ -207,24 +207,24 @@ def _pull(api: DaemonClient, src: Remote, dst_arg: str, opts: Options, progress:
         grant, first = _first_stream(api, sid, grant, progress, carrier)
         extra["fallback"] = bool(grant.get("fallback"))
         progress.set_phase("transfer")
-        sink = dest.prepare()
         ended = False
-
-        def rest() -> Iterator[None]:
-            """The manifest's later parts, planned here as the streams receive."""
-            while not incoming.complete:
-                need = _next_part(api, sid, incoming, dest, progress)
-                dest.prepare()
-                api.call("POST", f"/v1/transfers/{sid}/need",
-                         {"need": need, "more": not incoming.complete})
-                yield
-
-        # The next part is asked for when fewer than REFILL_FILES asked-for files are due.
-        refill = None if incoming.complete else Refill(
-            rest(), lambda: sink.outstanding() < REFILL_FILES,
-            functools.partial(_abort, api, sid))  # the daemon's streams end with it
-
         try:
+            sink = dest.prepare()
+
+            def rest() -> Iterator[None]:
+                """The manifest's later parts, planned here as the streams receive."""
+                while not incoming.complete:
+                    need = _next_part(api, sid, incoming, dest, progress)
+                    dest.prepare()
+                    api.call("POST", f"/v1/transfers/{sid}/need",
+                             {"need": need, "more": not incoming.complete})
+                    yield
+
+            # The next part is asked for when fewer than REFILL_FILES asked-for files are due.
+            refill = None if incoming.complete else Refill(
+                rest(), lambda: sink.outstanding() < REFILL_FILES,
+                functools.partial(_abort, api, sid))  # the daemon's streams end with it
+
             def tcp(sock: socket.socket) -> None:
                 with sock:
                     receive(sock, Receiver(sink, opts.verify), refill=refill)

@@ -119,8 +119,8 @@ def run(config: DaemonConfig, reload: Callable[[], dict[str, Module]] | None = N
         if data_plane is not None:
             data_plane.close()
         for s in sessions.active():
-            if s.destination is not None and s.destination.sink is not None:
-                s.destination.sink.close()
+            if s.destination is not None:
+                s.destination.interrupt()
         log.info("blitd stopped")
 
 

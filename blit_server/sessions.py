@@ -116,11 +116,10 @@ class Session:
                 self.stream_errors.append(error)
             self.cond.notify_all()
             ended = self.streams_done >= self.streams_expected
-        if ended and self.stream_errors and self.destination is not None \
-                and self.destination.sink is not None:
+        if ended and self.stream_errors and self.destination is not None:
             # The SOURCE went away mid-stream: drop incomplete temp files now, not at finish,
             # which may never come.
-            self.destination.sink.close()
+            self.destination.interrupt()
 
     async def wait_streams(self, stall: float) -> bool:
         """Wait, without holding a worker thread, until every stream ended; False once no byte

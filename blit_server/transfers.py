@@ -312,8 +312,8 @@ async def abort(request: Request) -> Response:
     s = session_of(request)
     s.aborted = True
     _end_need(s)
-    if s.destination is not None and s.destination.sink is not None and s.summary is None:
-        await run_in_threadpool(s.destination.sink.close)
+    if s.destination is not None and s.summary is None:
+        await run_in_threadpool(s.destination.interrupt)
     record_transfer(request, s, "aborted")
     daemon.sessions.drop(s.id)
     return JSON({"ok": True})

@@ -18,6 +18,10 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .staging import Staging
 
 KEEP_DIRS = 32  # parent handles a caching thread keeps (files and dirs come in tree order)
 CACHING_THREADS = 2  # threads per Tree that keep handles: at most 2 x 32 descriptors
@@ -75,8 +79,9 @@ class Tree:
     """A handle on a root directory (which may itself be reached through a link: the user
     named it) and the confined steps the DESTINATION takes inside it."""
 
-    def __init__(self, root: str, *, keep_dirs: int = 0) -> None:
+    def __init__(self, root: str, *, keep_dirs: int = 0, staging: Staging | None = None) -> None:
         self.root = root
+        self.staging = staging  # directories under temp names until their files are written
         self.fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         # keep_dirs > 0: each thread keeps its last `keep_dirs` parent handles open (files and
         # directories come in tree order, so a small LRU hits nearly always; per thread, so a
@@ -140,15 +145,22 @@ class Tree:
             return self.fd, name, False
         cache = self._cache() if self._keep else None
         if cache is None:
-            return open_dir(self.fd, head), name, True
+            return self._open_dir(head), name, True
         fd = cache.get(head)
         if fd is not None:
             cache.move_to_end(head)
             return fd, name, False
-        fd = cache[head] = open_dir(self.fd, head)
+        fd = cache[head] = self._open_dir(head)
         if len(cache) > self._keep:
             os.close(cache.popitem(last=False)[1])
         return fd, name, False
+
+    def _open_dir(self, head: str) -> int:
+        staging = self.staging
+        if not staging:
+            return open_dir(self.fd, head)
+        with staging.lock:  # no directory is put in place between resolving and opening
+            return open_dir(self.fd, staging.actual(head))
 
     def _forget(self, rel: str) -> None:
         """Drop this thread's kept handles on `rel` and below it (it is being removed)."""
@@ -224,6 +236,14 @@ class Tree:
             return os.fstat(self.fd)
         with self.at(rel) as (d, name):
             return os.stat(name, dir_fd=d, follow_symlinks=False)
+
+    def exists(self, rel: str) -> bool:
+        """Something (of any kind, a link included) is at `rel`."""
+        try:
+            self.lstat(rel)
+        except FileNotFoundError:
+            return False
+        return True
 
     def set_mtime(self, rel: str, mtime_ns: int) -> None:
         if rel == "":

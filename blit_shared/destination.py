@@ -19,6 +19,7 @@ from .paths import join
 from .plan import Plan, diff_part, plan_deletions, unchanged
 from .progress import Progress
 from .sink import Sink
+from .staging import Staging
 from .temps import remove_stale, temp_name
 from .workers import on_two_threads
 
@@ -43,6 +44,7 @@ class Destination:
         self.sink: Sink | None = None
         self.deletions_skipped: str | None = None
         self._tree_handle: Tree | None = None
+        self._staging: Staging | None = None  # made with the first prepare()
         self._prescan: Future[Manifest] | None = None
         self._own: Manifest | None = None
         self._digest: object = _UNSET
@@ -142,8 +144,12 @@ class Destination:
         compared)."""
         own = self.own_manifest()
         if own.temps:
-            remove_stale(self._tree().unlink, own.temps)
+            remove_stale(self._remove_temp, own.temps)
         return own
+
+    def _remove_temp(self, rel: str) -> None:
+        """A temp file, or a staged directory with what it holds."""
+        self._remove(rel, stat.S_ISDIR(self._tree().lstat(rel).st_mode))
 
     def _deletion_veto(self, source: Manifest, last_offset: int) -> str | None:
         if last_offset:
@@ -169,13 +175,17 @@ class Destination:
                 self._guard("", os.makedirs, self.root, 0o700, True)
             try:
                 tree = self._tree()
+                if self._staging is None:
+                    tree.staging = self._staging = Staging(self.root)
             except OSError as exc:
                 raise Conflict(f"cannot open destination {self.root}: {exc.strerror}") from None
             for e in self._unprepared("clear", plan.clear):
                 self._guard(e.path, self._remove, e.path, e.kind == DIR)
-            for level in _by_depth([e for e in self._unprepared("mkdirs", plan.mkdirs) if e.path]):
+            mkdirs = [e for e in self._unprepared("mkdirs", plan.mkdirs) if e.path]
+            for level in _by_depth(mkdirs):
                 on_two_threads(self._make_dir, level, tree.release_thread)
-            for e in self._unprepared("links", plan.links):
+            links = self._unprepared("links", plan.links)
+            for e in links:
                 if self._guard(e.path, self._symlink, e.target, e.path, e.mtime_ns):
                     self.progress.file_done(e.path, 0, "linked")
             for e in self._unprepared("meta", plan.meta):
@@ -183,9 +193,11 @@ class Destination:
                     self._guard(e.path, tree.set_mtime, e.path, e.mtime_ns)
             files = self._unprepared("files", plan.files)
             if self.sink is None:
-                self.sink = Sink(self.root, files, self.progress)
+                self.sink = Sink(self.root, files, self.progress, self._staging)
             else:
                 self.sink.expect(files)
+            paths = [e.path for e in files]
+            self._staging.expect(paths, [e.path for e in mkdirs + links] + paths, self.complete)
             for path in self._unprepared("conflicts", plan.conflicts):
                 self.progress.file_failed(path, "a directory is in the way (mirror replaces it)")
             return self.sink
@@ -193,6 +205,14 @@ class Destination:
     def _unprepared(self, name: str, items: list[T]) -> list[T]:
         start, self._prepared[name] = self._prepared[name], len(items)
         return items[start:]
+
+    def interrupt(self) -> None:
+        """The transfer stops early and stream threads may still run: incomplete files go,
+        and staged directories are put in place as the files in hand settle."""
+        if self.sink is not None:
+            self.sink.close()
+        if self._staging is not None:
+            self._staging.seal()
 
     def finish(self, *, streams_ended: bool = True) -> None:
         """After the bytes: drop incomplete temps, delete (mirror), then directory metadata.
@@ -203,6 +223,15 @@ class Destination:
             self.sink.close()
             if streams_ended:
                 self.sink.tree.close()
+        staging = self._staging
+        if staging is not None:
+            if streams_ended:
+                staging.finish()
+            else:  # a writer still in hand puts its directory in place when it lets go
+                staging.seal()
+            for path, reason in staging.failures:
+                self.progress.file_failed(path, f"cannot put the directory in place: {reason}")
+            staging.failures = []
         if self.mirror and plan.delete and self.deletions_skipped is None:
             if self.progress.failed:
                 self.deletions_skipped = "some files failed; nothing deleted"
@@ -218,6 +247,8 @@ class Destination:
             on_two_threads(self._set_dir_meta, level, tree.release_thread)
         tree.close()
         self._tree_handle = None
+        if staging is not None and streams_ended:
+            staging.close()
 
     # -- helpers -----------------------------------------------------------------------------
     def _plan(self) -> Plan:
@@ -251,8 +282,8 @@ class Destination:
         self.progress.entry_deleted(e.path)
 
     def _tree(self) -> Tree:
-        if self._tree_handle is None:
-            self._tree_handle = Tree(self.root, keep_dirs=KEEP_DIRS)  # mkdir in tree order
+        if self._tree_handle is None:  # kept handles: mkdir comes in tree order
+            self._tree_handle = Tree(self.root, keep_dirs=KEEP_DIRS, staging=self._staging)
         return self._tree_handle
 
     def _remove(self, rel: str, recursive: bool) -> None:
@@ -292,6 +323,12 @@ class Destination:
         Made with its final mode plus owner rwx (files must go in; finish() fixes the rest, as
         rsync does): a chmod per directory at the end was 3 of its 5 syscalls."""
         tree = self._tree()
+        if self._staging is not None and rel and not tree.exists(rel):
+            # Staged: made under a temp name, put in place once its files are (staging.py).
+            temp = temp_name(rel)
+            tree.mkdir(temp, (mode | 0o700) & 0o7777)
+            self._staging.add(rel, temp.rpartition("/")[2])
+            return
         try:
             tree.mkdir(rel, (mode | 0o700) & 0o7777)
         except FileExistsError:

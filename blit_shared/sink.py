@@ -13,6 +13,7 @@ from .errors import ProtocolError
 from .manifest import Entry
 from .paths import check_relpath
 from .progress import Progress
+from .staging import Staging
 from .temps import temp_name
 from .workers import on_two_threads
 
@@ -41,10 +42,13 @@ class Partial:
 class Sink:
     """Writes the files of one plan under `root`; thread-safe, shared by every stream."""
 
-    def __init__(self, root: str, expected: list[Entry], progress: Progress) -> None:
+    def __init__(self, root: str, expected: list[Entry], progress: Progress,
+                 staging: Staging | None = None) -> None:
         self.root = root
         # Every write resolves beneath this handle, never via a link.
-        self.tree = Tree(root, keep_dirs=KEEP_DIRS)
+        self.tree = Tree(root, keep_dirs=KEEP_DIRS, staging=staging)
+        self.staging = staging
+        self._writing: set[str] = set()  # files being written in a staged directory
         self.expected = {e.path: e for e in expected}
         self.progress = progress
         self.done: set[str] = set()
@@ -77,9 +81,25 @@ class Sink:
 
     # -- whole small files -------------------------------------------------------------------
     def write_file(self, entry: Entry, data: bytes | memoryview) -> None:
-        if not self.wanted(entry.path):
+        path = entry.path
+        if self.staging is None or not self.staging.holds(path):
+            if self.wanted(path):
+                self._write_whole(entry, data, temp_name(path))
             return
-        temp = temp_name(entry.path)
+        # In a staged directory the file is written under its final name; the directory is
+        # put in place only after this writer lets go of it (close() leaves it to the writer).
+        with self._lock:
+            if path in self.failed or path in self.done or path in self._writing:
+                return
+            self._writing.add(path)
+        try:
+            self._write_whole(entry, data, path)
+        finally:
+            with self._lock:
+                self._writing.discard(path)
+            self.staging.settle(path)
+
+    def _write_whole(self, entry: Entry, data: bytes | memoryview, temp: str) -> None:
         try:
             fd = self.tree.create(temp, entry.mode & 0o777)
         except OSError as exc:
@@ -128,7 +148,8 @@ class Sink:
                 return None
             p = self._partials.get(entry.path)
             if p is None:
-                temp = temp_name(entry.path)
+                staged = self.staging is not None and self.staging.holds(entry.path)
+                temp = entry.path if staged else temp_name(entry.path)
                 try:
                     fd = self.tree.create(temp, entry.mode & 0o777)
                 except OSError as exc:
@@ -180,6 +201,8 @@ class Sink:
             self._discard(fd, temp)
             raise
         os.close(fd)
+        if temp == entry.path:  # in a staged directory: in place once the directory is
+            return
         try:
             self.tree.rename(temp, entry.path)
         except OSError:
@@ -189,6 +212,9 @@ class Sink:
     def _completed(self, entry: Entry) -> None:
         with self._lock:
             self.done.add(entry.path)
+            settle = self.staging is not None and entry.path not in self._writing
+        if settle:
+            self.staging.settle(entry.path)
         self.progress.file_done(entry.path, entry.size)
 
     def fail(self, path: str, reason: str) -> None:
@@ -206,6 +232,8 @@ class Sink:
             p.failed = True
             self._unlink(p.temp)
             self._dead.append(p)
+        if self.staging is not None and path not in self._writing and path not in self.done:
+            self.staging.settle(path)  # (a writer in hand settles its file when it lets go)
         self.progress.file_failed(path, reason)
 
     def close(self) -> None:
@@ -216,8 +244,9 @@ class Sink:
         for p in partials:
             p.failed = True
             self._discard(p.fd, p.temp)
-        for p in dead:
-            self._discard(p.fd, p.temp)
+        for p in dead:  # unlinked when they failed: in a staged directory that name is final
+            with contextlib.suppress(OSError):
+                os.close(p.fd)
         for path in self.expected:
             if path not in self.done and path not in self.failed:
                 self.fail(path, "not received")
