@@ -57,13 +57,14 @@ def is_stale(name: str) -> bool:
     return False
 
 
-def remove_stale(unlink: Callable[[str], None], rels: list[str]) -> int:
-    """Delete (with `unlink`) the stale temp files among `rels`; returns how many."""
+def remove_stale(remove: Callable[[str], None], rels: list[str]) -> int:
+    """Delete (with `remove`) the stale temps among `rels` (files, and staged directories
+    with what they hold); returns how many."""
     removed = 0
     for rel in rels:
         if is_stale(rel.rpartition("/")[2]):
             try:
-                unlink(rel)
+                remove(rel)
                 removed += 1
             except OSError:
                 pass
