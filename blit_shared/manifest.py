@@ -6,7 +6,6 @@ import os
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from operator import attrgetter
 
 import orjson
 
@@ -230,57 +229,69 @@ def scan_parts(root: str, excludes: Excludes | None = None, *, name: str | None 
     yield manifest, True
 
 
-_name = attrgetter("name")
+_DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 def _walk(root: str, excludes: Excludes, manifest: Manifest) -> Iterator[None]:
-    """Append the tree's entries to `manifest`, yielding after each directory."""
+    """Append the tree's entries to `manifest`, yielding after each directory. Names come
+    from listdir on a directory handle and are lstat'ed relative to it: no DirEntry objects
+    and no path walk per entry (20,000 files: 57 -> 48 ms bare)."""
     stack = [""]
     entries, errors = manifest.entries, manifest.errors
+    lstat, readlink = os.stat, os.readlink
     while stack:
         rel_dir = stack.pop()
         try:
-            with os.scandir(join(root, rel_dir)) as it:
-                children = sorted(it, key=_name)
+            fd = os.open(join(root, rel_dir), _DIR_OPEN)
         except OSError as exc:
             errors.append(f"{rel_dir or '.'}: {exc.strerror}")
             continue
+        try:
+            names = sorted(os.listdir(fd))
+        except OSError as exc:
+            os.close(fd)
+            errors.append(f"{rel_dir or '.'}: {exc.strerror}")
+            continue
+        prefix = f"{rel_dir}/" if rel_dir else ""
         subdirs = []
-        for d in children:
-            rel = f"{rel_dir}/{d.name}" if rel_dir else d.name
-            if is_temp(d.name):
-                manifest.temps.append(rel)
-                continue
-            try:
-                # The parent is checked already: only the new name (and, rarely, the length of
-                # the whole path) can make it untransferable. Checking `rel` whole was 20% of
-                # a 20,000-file scan.
-                check_relpath(d.name)
-                if len(rel) > MAX_PATH_BYTES // 4:
-                    check_relpath(rel)
-                d.name.encode("utf-8")
-            except (UnsafePath, UnicodeEncodeError):
-                errors.append(f"{rel!r}: name cannot be transferred")
-                continue
-            try:
-                st = d.stat(follow_symlinks=False)
-            except OSError as exc:
-                errors.append(f"{rel}: {exc.strerror}")
-                continue
-            is_dir = stat.S_ISDIR(st.st_mode)
-            if excludes and excludes.match(rel, is_dir):
-                continue
-            if is_dir:
-                entries.append(_entry(rel, st))
-                subdirs.append(rel)
-            elif stat.S_ISLNK(st.st_mode):
+        try:
+            for name in names:
+                rel = prefix + name
+                if is_temp(name):
+                    manifest.temps.append(rel)
+                    continue
                 try:
-                    entries.append(_entry(rel, st, os.readlink(d.path)))
+                    # The parent is checked already: only the new name (and, rarely, the length
+                    # of the whole path) can make it untransferable. Checking `rel` whole was
+                    # 20% of a 20,000-file scan.
+                    check_relpath(name)
+                    if len(rel) > MAX_PATH_BYTES // 4:
+                        check_relpath(rel)
+                    name.encode("utf-8")
+                except (UnsafePath, UnicodeEncodeError):
+                    errors.append(f"{rel!r}: name cannot be transferred")
+                    continue
+                try:
+                    st = lstat(name, dir_fd=fd, follow_symlinks=False)
                 except OSError as exc:
                     errors.append(f"{rel}: {exc.strerror}")
-            elif stat.S_ISREG(st.st_mode):
-                entries.append(_entry(rel, st))
-            # sockets, fifos and devices are skipped, as rsync -a without -D does
+                    continue
+                is_dir = stat.S_ISDIR(st.st_mode)
+                if excludes and excludes.match(rel, is_dir):
+                    continue
+                if is_dir:
+                    entries.append(_entry(rel, st))
+                    subdirs.append(rel)
+                elif stat.S_ISLNK(st.st_mode):
+                    try:
+                        entries.append(_entry(rel, st, readlink(name, dir_fd=fd)))
+                    except OSError as exc:
+                        errors.append(f"{rel}: {exc.strerror}")
+                elif stat.S_ISREG(st.st_mode):
+                    entries.append(_entry(rel, st))
+                # sockets, fifos and devices are skipped, as rsync -a without -D does
+        finally:
+            os.close(fd)
         stack.extend(reversed(subdirs))
         yield None
 
