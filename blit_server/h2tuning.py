@@ -12,6 +12,8 @@ from hypercorn.protocol import h2 as hyper_h2
 from blit_shared import h11buffer
 from blit_shared.tuning import H2_FRAME, H2_WINDOW
 
+from . import chunkreader
+
 HTTP_READ = 1 << 20
 
 
@@ -19,6 +21,7 @@ def install() -> None:
     # HTTP/1.1 too: Hypercorn reads 64 KiB at a time, each read a wait_for task and a trip
     # through h11 and the ASGI queue; 1 MiB reads cut the daemon's CPU for an upload.
     hyper_tcp.MAX_RECV = HTTP_READ
+    chunkreader.install()
     h11buffer.install()
     cls = hyper_h2.H2Protocol
     if getattr(cls, "_blit_tuned", False):
