@@ -13,7 +13,7 @@ from . import tarshard, wire
 from .beneath import KEEP_DIRS, Tree
 from .errors import ProtocolError
 from .excludes import Excludes
-from .hashing import digest, span_digest
+from .hashing import digest, new_hasher, span_digest
 from .manifest import FILE, FIRST_PART, Entry, Manifest, scan, scan_parts
 from .payload import Payload, Shard, Span, plan_payloads
 from .progress import Progress
@@ -23,11 +23,15 @@ from .workers import Refill
 
 @dataclass(slots=True)
 class FileSpan:
-    """`length` bytes of open file `fd` from `offset`: the carrier sends them (sendfile/pread)."""
+    """`length` bytes of open file `fd` from `offset`: the carrier sends them (sendfile/pread).
+    A carrier that reads them (read_span) leaves their xxh3-128 in `digest` when `verify`:
+    the SOURCE then need not read the span again for its DONE record."""
 
     fd: int
     offset: int
     length: int
+    verify: bool = False
+    digest: bytes | None = None
 
 
 Frame = bytes | bytearray | FileSpan  # bytes-like frames start a record each
@@ -187,7 +191,8 @@ class Source:
         try:
             yield wire.encode_header(wire.Record(wire.FILE, e.path, e.size, span.offset,
                                                  span.length))
-            yield FileSpan(fd, span.offset, span.length)
+            frame = FileSpan(fd, span.offset, span.length, self.verify)
+            yield frame
             try:
                 self.check(fd, e)
             except OSError as exc:
@@ -195,7 +200,9 @@ class Source:
                 self.failed(e, describe_error(exc))
                 yield wire.encode_fail(e.path, describe_error(exc))
                 return
-            sent = span_digest(fd, span.offset, span.length) if self.verify else b""
+            sent = b""
+            if self.verify:
+                sent = frame.digest or span_digest(fd, span.offset, span.length)
             if sent and _corrupt_once(e.path):
                 sent = digest(b"failpoint")
             yield wire.encode_done(e.path, e.size, span.offset, sent)
@@ -273,7 +280,9 @@ def _next(payloads: queue.SimpleQueue[Payload | None], wait: float | None) -> Pa
 
 def read_span(span: FileSpan, chunk: int) -> Iterator[bytes]:
     """The bytes of `span` by pread, zero-padded if the file shrank (the record length is owed;
-    the check after the span then turns the file into a FAIL)."""
+    the check after the span then turns the file into a FAIL). Hashed as they go when the
+    span asks for it (one pass over the bytes instead of two)."""
+    hasher = new_hasher() if span.verify else None
     offset, left = span.offset, span.length
     while left:
         data = os.pread(span.fd, min(chunk, left), offset)
@@ -281,4 +290,8 @@ def read_span(span: FileSpan, chunk: int) -> Iterator[bytes]:
             data = bytes(min(chunk, left))
         offset += len(data)
         left -= len(data)
+        if hasher is not None:
+            hasher.update(data)
         yield data
+    if hasher is not None:
+        span.digest = hasher.digest()

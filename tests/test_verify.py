@@ -104,3 +104,22 @@ def test_corruption_is_detected_and_resent_once(tmp_path: Path, direction: str,
     assert any(x.get("reason") == VERIFY_FAILED for x in lines if x["event"] == "fail")
     assert len(list(failpoint.iterdir())) == 3
     assert_same_tree(src, landed)
+
+
+def test_a_span_read_by_its_carrier_is_hashed_once_and_alike(tmp_path: Path) -> None:
+    """The HTTP carrier reads a span to send it: the DONE digest comes from that read, and is
+    the one the SOURCE would compute by reading the span again."""
+    from blit_shared.hashing import span_digest
+    from blit_shared.source import FileSpan, read_span
+
+    data = os.urandom(3 * MiB + 123)
+    (tmp_path / "f").write_bytes(data)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        span = FileSpan(fd, MiB - 7, 2 * MiB, verify=True)
+        assert b"".join(read_span(span, 64 * 1024)) == data[MiB - 7:3 * MiB - 7]
+        assert span.digest == span_digest(fd, MiB - 7, 2 * MiB) == digest(data[MiB - 7:3 * MiB - 7])
+        unverified = FileSpan(fd, 0, MiB)
+        assert len(b"".join(read_span(unverified, MiB))) == MiB and unverified.digest is None
+    finally:
+        os.close(fd)
