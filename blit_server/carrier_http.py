@@ -51,17 +51,23 @@ async def _receive_stream(request: Request, timeout: float) -> Response:
         raise Conflict("this transfer has no HTTP stream to receive")
     receiver = Receiver(s.destination.sink, s.options.verify)
     error = None
+    feeding: asyncio.Future[None] | None = None
     try:
         # Chunks go to the worker thread as they came, in batches: joining them first copied
-        # every byte twice more on the event loop, which is what limits an HTTP upload.
+        # every byte twice more on the event loop, which is what limits an HTTP upload. One
+        # batch is written while the next is read (in turn, so the Receiver sees them in order).
         batch: list[bytes] = []
         size = 0
         async for chunk in _stalling(request.stream(), timeout):
             batch.append(chunk)
             size += len(chunk)
             if size >= FEED_BATCH:
-                await run_in_threadpool(_feed, receiver, batch)
+                if feeding is not None:
+                    await feeding
+                feeding = asyncio.ensure_future(run_in_threadpool(_feed, receiver, batch))
                 batch, size = [], 0
+        if feeding is not None:
+            await feeding
         if batch:
             await run_in_threadpool(_feed, receiver, batch)
         receiver.close()
@@ -69,6 +75,11 @@ async def _receive_stream(request: Request, timeout: float) -> Response:
         error = exc.message
         raise
     finally:
+        if feeding is not None and not feeding.done():
+            # An error while a batch is still being written: let the write end first (the
+            # Receiver is not shared between threads), and keep the first error.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(feeding)
         s.stream_finished(error)
     return JSON({"ok": True, "records": receiver.decoder.records})
 
