@@ -5,7 +5,8 @@ transport delivers it, and out again into the bytes that read() returns. For an 
 those copies (and a pause/resume of the transport per 256 KiB read, as its 64 KiB default
 limit is exceeded at once) run on the one thread that also parses HTTP and feeds the ASGI
 app. Hypercorn only calls read(n) and at_eof(), so a reader that queues the transport's bytes
-objects and returns them whole needs nothing else.
+objects and returns them whole needs nothing else. With no copy behind them, larger socket
+reads pay off too (RECV_SIZE).
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from typing import Any
 from hypercorn.asyncio import tcp_server
 
 LIMIT = 4 << 20  # bytes held before the transport is paused (flow control, per connection)
+# Bytes asked of the socket per read, where asyncio asks 256 KiB. Measured on a 1 GiB HTTP
+# push (median of 8): 256 KiB 0.860 s, 512 KiB 0.824 s, 1 MiB 0.787 s, 4 MiB 1.277 s (each
+# read allocates its size: large ones are mmap'ed and faulted in).
+RECV_SIZE = 1 << 20
 
 
 class ChunkReader(asyncio.StreamReader):
@@ -33,6 +38,9 @@ class ChunkReader(asyncio.StreamReader):
             reader._chunks = deque()  # type: ignore[attr-defined]
             reader._held = 0  # type: ignore[attr-defined]
             reader._limit = LIMIT  # type: ignore[attr-defined]
+            transport = reader._transport  # type: ignore[attr-defined]
+            if transport is not None and hasattr(transport, "max_size"):
+                transport.max_size = RECV_SIZE
 
     def feed_data(self, data: bytes) -> None:
         if not data:

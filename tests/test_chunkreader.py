@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from blit_server.chunkreader import LIMIT, ChunkReader
+from blit_server.chunkreader import LIMIT, RECV_SIZE, ChunkReader
 
 
 class Transport:
@@ -66,5 +66,19 @@ def test_flow_control_and_errors() -> None:
             await reader.read(10)
         with pytest.raises(RuntimeError):
             await reader.read(-1)
+
+    asyncio.run(run())
+
+
+def test_adopted_transports_read_larger_pieces() -> None:
+    class Socketish(Transport):
+        max_size = 256 * 1024
+
+    async def run() -> None:
+        reader = asyncio.StreamReader()
+        transport = Socketish()
+        reader.set_transport(transport)  # type: ignore[arg-type]
+        ChunkReader.adopt(reader)
+        assert transport.max_size == RECV_SIZE
 
     asyncio.run(run())
