@@ -63,11 +63,11 @@ async def _receive_stream(request: Request, timeout: float) -> Response:
             size += len(chunk)
             if size >= FEED_BATCH:
                 if feeding is not None:
-                    await feeding
+                    await asyncio.shield(feeding)
                 feeding = asyncio.ensure_future(run_in_threadpool(_feed, receiver, batch))
                 batch, size = [], 0
         if feeding is not None:
-            await feeding
+            await asyncio.shield(feeding)
         if batch:
             await run_in_threadpool(_feed, receiver, batch)
         receiver.close()
@@ -75,9 +75,10 @@ async def _receive_stream(request: Request, timeout: float) -> Response:
         error = exc.message
         raise
     finally:
-        if feeding is not None and not feeding.done():
-            # An error while a batch is still being written: let the write end first (the
-            # Receiver is not shared between threads), and keep the first error.
+        if feeding is not None:
+            # Cancelled or failed while a batch is still being written: let the write end
+            # first (nothing else may touch the Sink's files before), and fetch its outcome
+            # (the first error is the one raised).
             with contextlib.suppress(Exception):
                 await asyncio.shield(feeding)
         s.stream_finished(error)

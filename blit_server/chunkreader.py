@@ -85,6 +85,12 @@ class ChunkReader(asyncio.StreamReader):
         return data
 
 
+    def _not_here(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("ChunkReader serves read(n) only (what Hypercorn calls)")
+
+    readline = readuntil = readexactly = _not_here  # type: ignore[assignment]
+
+
 def install() -> None:
     """Hypercorn's TCPServer adopts its reader as a ChunkReader (this process only)."""
     cls: Any = tcp_server.TCPServer

@@ -176,7 +176,7 @@ class Destination:
             try:
                 tree = self._tree()
                 if self._staging is None:
-                    tree.staging = self._staging = Staging(self.root)
+                    tree.staging = self._staging = Staging(tree.fd)
             except OSError as exc:
                 raise Conflict(f"cannot open destination {self.root}: {exc.strerror}") from None
             for e in self._unprepared("clear", plan.clear):
@@ -225,10 +225,7 @@ class Destination:
                 self.sink.tree.close()
         staging = self._staging
         if staging is not None:
-            if streams_ended:
-                staging.finish()
-            else:  # a writer still in hand puts its directory in place when it lets go
-                staging.seal()
+            staging.seal()  # (a writer still in hand puts its directory in place as it ends)
             for path, reason in staging.failures:
                 self.progress.file_failed(path, f"cannot put the directory in place: {reason}")
             staging.failures = []

@@ -95,8 +95,13 @@ class Sink:
         try:
             self._write_whole(entry, data, path)
         finally:
-            with self._lock:
-                self._writing.discard(path)
+            self._release(path)
+
+    def _release(self, path: str) -> None:
+        """A writer lets go of `path` (written or failed): it is settled, exactly once."""
+        with self._lock:
+            self._writing.discard(path)
+        if self.staging is not None:
             self.staging.settle(path)
 
     def _write_whole(self, entry: Entry, data: bytes | memoryview, temp: str) -> None:
@@ -183,12 +188,15 @@ class Sink:
             if p.received < p.entry.size:
                 return
             del self._partials[p.entry.path]
+            self._writing.add(p.entry.path)  # in hand until renamed: settled once, below
         try:
             self._finish(p.fd, p.temp, p.entry)
         except OSError as exc:
             self.fail(p.entry.path, exc.strerror or str(exc))
-            return
-        self._completed(p.entry)
+        else:
+            self._completed(p.entry)
+        finally:
+            self._release(p.entry.path)
 
     # -- outcomes ----------------------------------------------------------------------------
     def _finish(self, fd: int, temp: str, entry: Entry) -> None:
@@ -212,9 +220,6 @@ class Sink:
     def _completed(self, entry: Entry) -> None:
         with self._lock:
             self.done.add(entry.path)
-            settle = self.staging is not None and entry.path not in self._writing
-        if settle:
-            self.staging.settle(entry.path)
         self.progress.file_done(entry.path, entry.size)
 
     def fail(self, path: str, reason: str) -> None:
@@ -232,8 +237,9 @@ class Sink:
             p.failed = True
             self._unlink(p.temp)
             self._dead.append(p)
-        if self.staging is not None and path not in self._writing and path not in self.done:
-            self.staging.settle(path)  # (a writer in hand settles its file when it lets go)
+        if (self.staging is not None and path in self.expected and path not in self._writing
+                and path not in self.done):  # a writer in hand settles its file when it lets go
+            self.staging.settle(path)
         self.progress.file_failed(path, reason)
 
     def close(self) -> None:

@@ -44,8 +44,8 @@ class Staging:
     resolve directory paths through `actual` while holding `lock`, so no rename runs between
     resolving a path and opening it."""
 
-    def __init__(self, root: str) -> None:
-        self.fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    def __init__(self, root_fd: int) -> None:
+        self.fd = os.dup(root_fd)  # the Tree's handle: a swapped root link cannot move it
         self.lock = threading.RLock()
         self._names: dict[str, str] = {}  # staged dir (final path) -> its temp name on disk
         self._left: dict[str, int] = {}   # staged dir -> files planned in it, not settled
@@ -90,7 +90,7 @@ class Staging:
                 if head in left:
                     left[head] += 1
             self._listed.update(c.rpartition("/")[0] for c in children)
-            self._complete = complete
+            self._complete = self._complete or complete  # (sealed stays sealed)
             self._put_ready()
 
     def settle(self, path: str) -> None:
@@ -107,22 +107,19 @@ class Staging:
                 self._put(head)
 
     def seal(self) -> None:
-        """No part will come (an interrupted transfer): put in place every directory that
-        waits for no file now, and the rest as their last files settle."""
+        """No part will come (the transfer ends, or stops early): put in place every
+        directory that waits for no file now, and the rest as their last files settle (a
+        writer still in hand after an interrupt)."""
         with self.lock:
             self._complete = True
             self._put_ready()
 
-    def finish(self) -> None:
-        """Put every directory still staged in place; only when no writer is left."""
-        with self.lock:
-            for rel in sorted(self._names, key=lambda r: r.count("/")):
-                self._put(rel)
-
     def _put_ready(self) -> None:
-        for rel in [rel for rel, n in self._left.items()
-                    if n == 0 and (self._complete or rel in self._listed)]:
-            self._put(rel)
+        ready = [rel for rel, n in self._left.items()
+                 if n == 0 and (self._complete or rel in self._listed)]
+        for rel in sorted(ready, key=lambda r: r.count("/")):
+            if rel in self._left:  # (a parent that could not go in place took it along)
+                self._put(rel)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -137,20 +134,36 @@ class Staging:
     def _put(self, rel: str) -> None:
         """Rename staged `rel` onto its final name (lock held). When something took that name
         meanwhile, a directory gets the staged entries moved in one by one; anything in the
-        way is reported in `failures` and its staged copy removed."""
-        head, _, name = rel.rpartition("/")
-        parent = open_dir(self.fd, self.actual(head)) if head else os.dup(self.fd)
-        temp = self._names.pop(rel)
+        way fails the files (`failures`) and the staged copy is removed. Never raises: the
+        caller is a writer settling its file."""
         del self._left[rel]
         self._listed.discard(rel)
+        head, _, name = rel.rpartition("/")
+        temp = self._names[rel]
+        try:
+            parent = open_dir(self.fd, self.actual(head)) if head else os.dup(self.fd)
+        except OSError as exc:  # its parent is gone (dropped): so is it, with its files
+            self._forget(rel)
+            self.failures.append((rel, exc.strerror or str(exc)))
+            return
         try:
             rename_noreplace(parent, temp, parent, name)
         except FileExistsError:
             self._merge(parent, temp, name, rel)
         except OSError as exc:  # kept as it is: hidden, and removed as stale by a later run
             self.failures.append((rel, exc.strerror or str(exc)))
+            return  # (its name stays mapped: what is written below it stays with it)
         finally:
             os.close(parent)
+        self._names.pop(rel, None)  # (already gone when it was dropped)
+
+    def _forget(self, rel: str) -> None:
+        """`rel` and every staged directory below it are gone from disk."""
+        below = rel + "/"
+        for r in [r for r in self._names if r == rel or r.startswith(below)]:
+            del self._names[r]
+            self._left.pop(r, None)
+            self._listed.discard(r)
 
     def _merge(self, parent: int, temp: str, name: str, rel: str) -> None:
         try:
@@ -163,6 +176,7 @@ class Staging:
         except OSError:
             os.close(src)
             self._drop(parent, temp, rel, "something else took its name during the transfer")
+            self._forget(rel)
             return
         try:
             for child in os.listdir(src):

@@ -149,3 +149,56 @@ def test_parts_list_a_directory_before_it_is_put_in_place(tmp_path: Path, parts:
             sink.write_file(e, b"abc")
     dest.finish()
     assert visible(root) == ["a", "a/x", "b", "b/x", "b/y"] and not staged(root)
+
+
+def test_a_span_file_being_renamed_is_not_settled_twice(tmp_path: Path) -> None:
+    """The last span of a file is done and it is being finished when an interrupt fails the
+    rest: its directory waits for it, and counts it once."""
+    root = tmp_path / "dst"
+    dest, _ = planned(root, [d("a"), f("a/big", 6), f("a/small")])
+    sink = dest.prepare()
+    files = {e.path: e for e in dest.plan.files}  # type: ignore[union-attr]
+    inside, release = threading.Event(), threading.Event()
+    finish = sink._finish
+
+    def slow_finish(fd: int, temp: str, entry: Entry) -> None:
+        inside.set()
+        release.wait(10)
+        finish(fd, temp, entry)
+
+    sink._finish = slow_finish  # type: ignore[method-assign]
+    p = sink.open_span(files["a/big"])
+    assert p is not None
+    sink.write_at(p, 0, b"bigbig")
+    writer = threading.Thread(target=sink.span_done, args=(p, 0, 6))
+    writer.start()
+    assert inside.wait(10)
+    dest.interrupt()  # fails a/small; a/big is in hand
+    assert visible(root) == []
+    release.set()
+    writer.join(10)
+    assert visible(root) == ["a", "a/big"] and (root / "a" / "big").read_bytes() == b"bigbig"
+    assert os.stat(root / "a" / "big").st_mtime_ns == NS
+
+
+def test_a_fail_record_for_an_unplanned_path_settles_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "dst"
+    dest, _ = planned(root, [d("a"), f("a/x")])
+    sink = dest.prepare()
+    sink.fail("a/not-planned", "source: said so")  # a SOURCE may name anything
+    assert visible(root) == []
+    sink.write_file(dest.plan.files[0], b"xxx")  # type: ignore[union-attr]
+    assert visible(root) == ["a", "a/x"]
+
+
+def test_a_parent_dropped_takes_its_staged_children_along(tmp_path: Path) -> None:
+    root = tmp_path / "dst"
+    dest, progress = planned(root, [d("p"), d("p/d"), f("p/x"), f("p/d/y")])
+    sink = dest.prepare()
+    (root / "p").write_text("theirs")  # a file took the name of the staged parent
+    files = {e.path: e for e in dest.plan.files}  # type: ignore[union-attr]
+    sink.write_file(files["p/x"], b"xxx")  # p cannot go in place: dropped, with p/d
+    sink.write_file(files["p/d/y"], b"yyy")  # its directory is gone: fails, raises nothing
+    dest.finish()
+    assert (root / "p").read_text() == "theirs" and not staged(root)
+    assert {x["path"] for x in progress.failures} == {"p/x", "p/d/y"}
