@@ -39,8 +39,8 @@ def tune(sizes: list[int], *, streams: int | None = None, cpus: int | None = Non
     so a single large file is still striped over every stream. `same_host`: the peer runs on
     this machine (loopback), so SOURCE and DESTINATION share its cores: one stream per pair
     of cores (1 GiB push over loopback on 2 cores: 1 stream 1.95 GB/s, 3 streams 1.69 GB/s).
-    `in_kernel`: the local route, where copy_file_range moves the bytes: one stream per core
-    (1 GiB on 2 cores: 2 streams 0.35 s, 3 streams 0.38 s, 1 stream 0.39 s).
+    `in_kernel`: the local route, where copy_file_range moves the bytes: one stream per core,
+    each copying whole files (below).
     """
     cpus = cpus or os.cpu_count() or 2
     large = sum(s for s in sizes if s >= SMALL_FILE)
@@ -57,5 +57,10 @@ def tune(sizes: list[int], *, streams: int | None = None, cpus: int | None = Non
     # Whole MiBs: an unaligned range start makes copy_file_range and the page cache work in
     # partial pages (1 GiB local, 3 streams: 0.50 s with 85.3 MiB ranges, 0.37 s aligned).
     range_bytes -= range_bytes % MiB
+    if in_kernel:
+        # Whole files per stream: two threads copy_file_range'ing into one inode contend for
+        # it (4 x 512 MiB local, median of 5: ranges 1.24 s and 2.0 s of system CPU, whole
+        # files 0.73 s and 1.1 s; 1 GiB alone: 0.33 vs 0.37 s, without the 1 s outliers).
+        range_bytes = max(range_bytes, largest)
     return Tuning(streams=streams, small_file=SMALL_FILE, shard_bytes=4 * MiB, shard_files=2048,
                   range_bytes=range_bytes, buffer=1 * MiB)

@@ -130,3 +130,14 @@ def test_tune_same_host_shares_the_cores() -> None:
     assert tune([1 << 30], cpus=2, same_host=True, streams=3).streams == 3  # the expert wins
     assert tune([1 << 30], cpus=2, in_kernel=True).streams == 2  # local: one per core
     assert tune([1 << 30], cpus=8, in_kernel=True).streams == 8
+
+
+def test_local_copies_whole_files_per_stream() -> None:
+    """copy_file_range from two threads into one inode contends: the local route never cuts a
+    file into ranges; its streams take whole files."""
+    t = tune([1 << 30, 512 * MiB, 512 * MiB], cpus=2, in_kernel=True)
+    payloads = list(plan_payloads([Entry(f"f{i}", FILE, s, 0, 0o644)
+                                   for i, s in enumerate([1 << 30, 512 * MiB, 512 * MiB])], t))
+    assert [(p.offset, p.length) for p in payloads] == [(0, 1 << 30), (0, 512 * MiB),
+                                                         (0, 512 * MiB)]
+    assert tune([1 << 30], cpus=2).range_bytes < 1 << 30  # remote routes still stripe
