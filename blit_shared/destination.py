@@ -320,7 +320,9 @@ class Destination:
         Made with its final mode plus owner rwx (files must go in; finish() fixes the rest, as
         rsync does): a chmod per directory at the end was 3 of its 5 syscalls."""
         tree = self._tree()
-        if self._staging is not None and rel and not tree.exists(rel):
+        # Nothing to collide with in a tree that held nothing (a lone root) when scanned: no
+        # lstat per directory (a name taken since is merged when put in place).
+        if self._staging is not None and rel and (len(self._have) <= 1 or not tree.exists(rel)):
             # Staged: made under a temp name, put in place once its files are (staging.py).
             temp = temp_name(rel)
             tree.mkdir(temp, (mode | 0o700) & 0o7777)
