@@ -45,6 +45,7 @@ class Destination:
         self.deletions_skipped: str | None = None
         self._tree_handle: Tree | None = None
         self._staging: Staging | None = None  # made with the first prepare()
+        self._plain: set[str] = set()  # new directories of this part not worth staging
         self._prescan: Future[Manifest] | None = None
         self._own: Manifest | None = None
         self._digest: object = _UNSET
@@ -182,16 +183,17 @@ class Destination:
             for e in self._unprepared("clear", plan.clear):
                 self._guard(e.path, self._remove, e.path, e.kind == DIR)
             mkdirs = [e for e in self._unprepared("mkdirs", plan.mkdirs) if e.path]
+            links = self._unprepared("links", plan.links)
+            files = self._unprepared("files", plan.files)
+            self._plain = _few_files(mkdirs, links, files)
             for level in _by_depth(mkdirs):
                 on_two_threads(self._make_dir, level, tree.release_thread)
-            links = self._unprepared("links", plan.links)
             for e in links:
                 if self._guard(e.path, self._symlink, e.target, e.path, e.mtime_ns):
                     self.progress.file_done(e.path, 0, "linked")
             for e in self._unprepared("meta", plan.meta):
                 if self._guard(e.path, tree.chmod, e.path, e.mode):
                     self._guard(e.path, tree.set_mtime, e.path, e.mtime_ns)
-            files = self._unprepared("files", plan.files)
             if self.sink is None:
                 self.sink = Sink(self.root, files, self.progress, self._staging)
             else:
@@ -322,7 +324,8 @@ class Destination:
         tree = self._tree()
         # Nothing to collide with in a tree that held nothing (a lone root) when scanned: no
         # lstat per directory (a name taken since is merged when put in place).
-        if self._staging is not None and rel and (len(self._have) <= 1 or not tree.exists(rel)):
+        if (self._staging is not None and rel and rel not in self._plain
+                and (len(self._have) <= 1 or not tree.exists(rel))):
             # Staged: made under a temp name, put in place once its files are (staging.py).
             temp = temp_name(rel)
             tree.mkdir(temp, (mode | 0o700) & 0o7777)
@@ -353,6 +356,22 @@ _UNSET = object()
 
 def _digest_of(manifest: Manifest) -> str | None:
     return manifest.digest() if len(manifest.entries) > 1 else None
+
+
+STAGE_MIN = 2  # files a new directory must hold for staging to pay (a rename each way)
+
+
+def _few_files(mkdirs: list[Entry], links: list[Entry], files: list[Entry]) -> set[str]:
+    """New directories whose children are all in this part (a SOURCE lists a directory's
+    children together) and hold fewer than STAGE_MIN files: made in place, not staged. A
+    staged directory costs a rename and a parent lookup, which a single file's own rename
+    does not repay (a source checkout: 19,083 of 21,690 directories hold 0 or 1 files)."""
+    count: dict[str, int] = {}
+    for e in files:
+        head = e.path.rpartition("/")[0]
+        count[head] = count.get(head, 0) + 1
+    listed = {e.path.rpartition("/")[0] for e in (*mkdirs, *links, *files)}
+    return {e.path for e in mkdirs if e.path in listed and count.get(e.path, 0) < STAGE_MIN}
 
 
 def _by_depth(entries: list[Entry]) -> list[list[Entry]]:

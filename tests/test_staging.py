@@ -46,7 +46,7 @@ def planned(root: Path, entries: list[Entry]) -> tuple[Destination, Progress]:
 
 def test_a_directory_appears_when_its_last_file_is_written(tmp_path: Path) -> None:
     root = tmp_path / "dst"
-    dest, _ = planned(root, [d("a"), d("a/b"), f("a/x"), f("a/y"), f("a/b/z")])
+    dest, _ = planned(root, [d("a"), d("a/b"), f("a/x"), f("a/y"), f("a/b/z"), f("a/b/w")])
     sink = dest.prepare()
     assert visible(root) == [] and len(staged(root)) == 1
     files = {e.path: e for e in dest.plan.files}  # type: ignore[union-attr]
@@ -57,8 +57,9 @@ def test_a_directory_appears_when_its_last_file_is_written(tmp_path: Path) -> No
     assert visible(root) == ["a", "a/x", "a/y"]
     assert [n for n in os.listdir(root / "a") if n.startswith(TEMP_MARK)]
     sink.write_file(files["a/b/z"], b"zzz")
+    sink.write_file(files["a/b/w"], b"www")
     dest.finish()
-    assert visible(root) == ["a", "a/b", "a/b/z", "a/x", "a/y"]
+    assert visible(root) == ["a", "a/b", "a/b/w", "a/b/z", "a/x", "a/y"]
     assert (root / "a" / "b" / "z").read_bytes() == b"zzz"
     assert os.stat(root / "a").st_mtime_ns == NS and os.stat(root / "a" / "b").st_mtime_ns == NS
 
@@ -103,7 +104,7 @@ def test_a_writer_in_hand_keeps_its_directory_hidden_until_it_lets_go(tmp_path: 
 
 def test_a_name_taken_meanwhile(tmp_path: Path) -> None:
     root = tmp_path / "dst"
-    dest, progress = planned(root, [d("a"), f("a/x"), d("b"), f("b/x")])
+    dest, progress = planned(root, [d("a"), f("a/x"), f("a/y"), d("b"), f("b/x"), f("b/y")])
     sink = dest.prepare()
     (root / "a").mkdir()
     (root / "a" / "mine").write_text("theirs")  # a directory: the new files are moved in
@@ -111,9 +112,9 @@ def test_a_name_taken_meanwhile(tmp_path: Path) -> None:
     for e in dest.plan.files:  # type: ignore[union-attr]
         sink.write_file(e, b"new")
     dest.finish()
-    assert sorted(os.listdir(root / "a")) == ["mine", "x"]
+    assert sorted(os.listdir(root / "a")) == ["mine", "x", "y"]
     assert (root / "b").read_text() == "a file" and not staged(root)
-    assert [x["path"] for x in progress.failures] == ["b/x"]
+    assert sorted(x["path"] for x in progress.failures) == ["b/x", "b/y"]
 
 
 def test_a_killed_transfer_leaves_a_stale_staged_directory_the_next_removes(
@@ -183,22 +184,39 @@ def test_a_span_file_being_renamed_is_not_settled_twice(tmp_path: Path) -> None:
 
 def test_a_fail_record_for_an_unplanned_path_settles_nothing(tmp_path: Path) -> None:
     root = tmp_path / "dst"
-    dest, _ = planned(root, [d("a"), f("a/x")])
+    dest, _ = planned(root, [d("a"), f("a/x"), f("a/y")])
     sink = dest.prepare()
     sink.fail("a/not-planned", "source: said so")  # a SOURCE may name anything
+    sink.fail("a/not-planned-either", "source: said so")
     assert visible(root) == []
-    sink.write_file(dest.plan.files[0], b"xxx")  # type: ignore[union-attr]
-    assert visible(root) == ["a", "a/x"]
+    for e in dest.plan.files:  # type: ignore[union-attr]
+        sink.write_file(e, b"abc")
+    assert visible(root) == ["a", "a/x", "a/y"]
 
 
 def test_a_parent_dropped_takes_its_staged_children_along(tmp_path: Path) -> None:
     root = tmp_path / "dst"
-    dest, progress = planned(root, [d("p"), d("p/d"), f("p/x"), f("p/d/y")])
+    dest, progress = planned(root, [d("p"), d("p/d"), f("p/x"), f("p/w"), f("p/d/y"),
+                                    f("p/d/z")])
     sink = dest.prepare()
     (root / "p").write_text("theirs")  # a file took the name of the staged parent
     files = {e.path: e for e in dest.plan.files}  # type: ignore[union-attr]
-    sink.write_file(files["p/x"], b"xxx")  # p cannot go in place: dropped, with p/d
+    sink.write_file(files["p/x"], b"xxx")
+    sink.write_file(files["p/w"], b"www")  # p cannot go in place: dropped, with p/d
     sink.write_file(files["p/d/y"], b"yyy")  # its directory is gone: fails, raises nothing
+    sink.write_file(files["p/d/z"], b"zzz")
     dest.finish()
     assert (root / "p").read_text() == "theirs" and not staged(root)
-    assert {x["path"] for x in progress.failures} == {"p/x", "p/d/y"}
+    assert {x["path"] for x in progress.failures} == {"p/x", "p/w", "p/d/y", "p/d/z"}
+
+
+def test_a_directory_of_fewer_than_two_files_is_not_staged(tmp_path: Path) -> None:
+    """Staging costs a rename of the directory: one listed with 0 or 1 files is made in
+    place (its file then goes through a temp name and a rename, as always)."""
+    root = tmp_path / "dst"
+    dest, _ = planned(root, [d("one"), d("none"), f("one/x")])
+    sink = dest.prepare()
+    assert visible(root) == ["none", "one"] and not staged(root)
+    sink.write_file(dest.plan.files[0], b"xxx")  # type: ignore[union-attr]
+    dest.finish()
+    assert visible(root) == ["none", "one", "one/x"]
