@@ -19,7 +19,9 @@ from blit_shared.transport import http_chunks
 from .context import daemon_of, session_of
 from .http import JSON, error_response
 
-FEED_BATCH = 1 << 20
+# Upload bytes per hand-off to the writer thread (1 GiB push: 1 MiB 0.780 s, 4 MiB 0.738 s,
+# 16 MiB 0.765 s).
+FEED_BATCH = 4 << 20
 DISCARD_CAP = 256 << 20  # body bytes read and dropped after an early error, at most
 DISCARD_IDLE = 0.5       # ...and for no longer than this without a new chunk
 
