@@ -64,6 +64,7 @@ class Session:
     # pull: (entries the background scan has ready, whether it ended), one tuple so a reader
     # never pairs a new count with an old flag
     scanned: tuple[int, bool] = (0, False)
+    cuts: list[int] = field(default_factory=list)  # pull: where the scan's parts ended
     need_more: bool = False  # pull: the DESTINATION sends its need list in parts, not all yet
     fresh: bool = False  # push: nothing at the destination yet, so the manifest may come in parts
     parts_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -82,6 +83,8 @@ class Session:
 
     def scan_part(self, entries: int, done: bool) -> None:
         """The background scan has `entries` ready (all of them when `done`)."""
+        if entries > (self.cuts[-1] if self.cuts else 0):
+            self.cuts.append(entries)
         self.scanned = (entries, done)
 
     async def wait_part(self, offset: int, timeout: float) -> tuple[int, bool]:

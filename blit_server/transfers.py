@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
 import ipaddress
 import logging
@@ -138,10 +139,21 @@ async def _manifest_part(request: Request, s: Session) -> Response:
         raise Conflict("the source scan has not started yet; ask again")
     if not 0 <= offset <= ready:
         raise ProtocolError(f"offset must be between 0 and {ready}")
-    # Parts grow as the scan's do, even when the scan is further on: the DESTINATION plans
-    # and asks for a small first part at once.
-    end = min(ready, offset + part_size(offset))
+    end = _part_end(s.cuts, offset, ready)
     return JSON(source.manifest.part_to_wire(offset, more=not ended or end < ready, end=end))
+
+
+def _part_end(cuts: list[int], offset: int, ready: int) -> int:
+    """Where the part served from `offset` ends: at the furthest end of a scan part within
+    part_size(offset) (parts grow as the scan's do even when the scan is further on, so the
+    DESTINATION plans a small first part at once), else at the next one. Scan parts end
+    after a directory's listing and hold a file."""
+    limit = offset + part_size(offset)
+    i = bisect.bisect_right(cuts, limit)
+    if i and cuts[i - 1] > offset:
+        return min(cuts[i - 1], ready)
+    j = bisect.bisect_right(cuts, offset)
+    return min(cuts[j], ready) if j < len(cuts) else ready
 
 
 async def post_need(request: Request) -> Response:

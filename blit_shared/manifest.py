@@ -6,6 +6,7 @@ import os
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 
 import orjson
 
@@ -217,12 +218,19 @@ def scan_parts(root: str, excludes: Excludes | None = None, *, name: str | None 
         return
     entries = manifest.entries
     entries.append(_entry("", st))
-    given = 0
+    given = seen = 0
+    has_file = False
     for _dir in _walk(root, excludes, manifest):
-        if len(entries) - given >= part_size(given, first):
+        if len(entries) - given < part_size(given, first):
+            continue
+        # A part holds a file: one of directories only starts no bytes, and a source
+        # checkout's first 256 entries are all directories (its first byte waited a part).
+        has_file = has_file or any(e.kind == FILE for e in islice(entries, seen, None))
+        seen = len(entries)
+        if has_file:
             if checksum:
                 add_digests(root, entries[given:], manifest.errors)
-            given = len(entries)
+            given, has_file = len(entries), False
             yield manifest, False
     if checksum:
         add_digests(root, entries[given:], manifest.errors)

@@ -233,3 +233,27 @@ def test_refill_runs_on_the_sending_thread_and_ends_streams_on_error(tmp_path: P
     with pytest.raises(ProtocolError):
         list(stream_frames(source, q2, refill=refill))
     assert list(stream_frames(source, q2, refill=refill))  # the other stream ends, no hang
+
+
+def test_a_part_starts_bytes_and_served_parts_end_where_the_scan_s_did(tmp_path: Path) -> None:
+    """A source checkout's first 256 entries can all be directories: a part holds a file, so
+    the DESTINATION has something to ask for at once; the daemon serves parts that end where
+    the scan's parts did (after a directory's listing)."""
+    from blit_server.transfers import _part_end
+
+    for i in range(300):
+        (tmp_path / "empty" / f"d{i:03}").mkdir(parents=True)
+    (tmp_path / "zfiles").mkdir()
+    for i in range(5):
+        (tmp_path / "zfiles" / f"f{i}").write_text("x")
+    cuts = []
+    for manifest, done in scan_parts(str(tmp_path), first=256):
+        cuts.append(len(manifest.entries))
+        part = manifest.entries[(cuts[-2] if len(cuts) > 1 else 0):cuts[-1]]
+        assert done or any(e.kind == FILE for e in part)
+    assert cuts[0] == 308  # root, 2 + 300 directories and the 5 files: the first part
+    assert _part_end([300, 1200, 5000], 0, 5000) == 300  # past 256: the scan's first part
+    assert _part_end([300, 1200, 5000], 300, 5000) == 1200
+    assert _part_end([300, 1200, 5000], 1200, 5000) == 5000  # no cut within 3,600: the next
+    assert _part_end([300, 1200, 5000], 1200, 4000) == 4000  # not past what is ready
+    assert _part_end([300, 1200], 1200, 1500) == 1500  # the scan ended after its last cut
