@@ -15,8 +15,9 @@ import errno
 import os
 import shutil
 import threading
+from collections import OrderedDict
 
-from .beneath import open_dir
+from .beneath import KEEP_DIRS, open_dir
 
 _RENAME_NOREPLACE = 1
 _renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
@@ -52,6 +53,7 @@ class Staging:
         self._listed: set[str] = set()    # dirs whose children were planned
         self._complete = False            # the whole manifest is planned
         self.failures: list[tuple[str, str]] = []  # (path, reason) nobody could put in place
+        self._parents: OrderedDict[str, int] = OrderedDict()  # kept parent handles (_parent)
 
     def __bool__(self) -> bool:
         return bool(self._names)
@@ -122,6 +124,10 @@ class Staging:
                 self._put(rel)
 
     def close(self) -> None:
+        with self.lock:
+            parents, self._parents = self._parents, OrderedDict()
+        for fd in parents.values():
+            os.close(fd)
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -141,7 +147,7 @@ class Staging:
         head, _, name = rel.rpartition("/")
         temp = self._names[rel]
         try:
-            parent = open_dir(self.fd, self.actual(head)) if head else os.dup(self.fd)
+            parent = self._parent(head)
         except OSError as exc:  # its parent is gone (dropped): so is it, with its files
             self._forget(rel)
             self.failures.append((rel, exc.strerror or str(exc)))
@@ -150,12 +156,30 @@ class Staging:
             rename_noreplace(parent, temp, parent, name)
         except FileExistsError:
             self._merge(parent, temp, name, rel)
+            self._evict(rel)  # its handle (if kept) is the staged directory, now removed
         except OSError as exc:  # kept as it is: hidden, and removed as stale by a later run
             self.failures.append((rel, exc.strerror or str(exc)))
             return  # (its name stays mapped: what is written below it stays with it)
-        finally:
-            os.close(parent)
         self._names.pop(rel, None)  # (already gone when it was dropped)
+
+    def _parent(self, head: str) -> int:
+        """A handle on directory `head` (kept: puts come in tree order, so siblings share
+        it; a kept handle follows its directory when that is put in place)."""
+        if not head:
+            return self.fd
+        fd = self._parents.get(head)
+        if fd is not None:
+            self._parents.move_to_end(head)
+            return fd
+        fd = self._parents[head] = open_dir(self.fd, self.actual(head))
+        if len(self._parents) > KEEP_DIRS:
+            os.close(self._parents.popitem(last=False)[1])
+        return fd
+
+    def _evict(self, rel: str) -> None:
+        below = rel + "/"
+        for head in [h for h in self._parents if h == rel or h.startswith(below)]:
+            os.close(self._parents.pop(head))
 
     def _forget(self, rel: str) -> None:
         """`rel` and every staged directory below it are gone from disk."""
@@ -164,6 +188,7 @@ class Staging:
             del self._names[r]
             self._left.pop(r, None)
             self._listed.discard(r)
+        self._evict(rel)
 
     def _merge(self, parent: int, temp: str, name: str, rel: str) -> None:
         try:
