@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import stat
 import threading
@@ -45,7 +46,6 @@ class Destination:
         self.deletions_skipped: str | None = None
         self._tree_handle: Tree | None = None
         self._staging: Staging | None = None  # made with the first prepare()
-        self._plain: set[str] = set()  # new directories of this part not worth staging
         self._prescan: Future[Manifest] | None = None
         self._own: Manifest | None = None
         self._digest: object = _UNSET
@@ -185,9 +185,12 @@ class Destination:
             mkdirs = [e for e in self._unprepared("mkdirs", plan.mkdirs) if e.path]
             links = self._unprepared("links", plan.links)
             files = self._unprepared("files", plan.files)
-            self._plain = _few_files(mkdirs, links, files)
+            files_in, listed = _part_shape(mkdirs, links, files)
+            plain = {e.path for e in mkdirs  # staging a directory of one file does not pay
+                     if e.path in listed and files_in.get(e.path, 0) < STAGE_MIN}
+            make = functools.partial(self._make_dir, plain=plain)
             for level in _by_depth(mkdirs):
-                on_two_threads(self._make_dir, level, tree.release_thread)
+                on_two_threads(make, level, tree.release_thread)
             for e in links:
                 if self._guard(e.path, self._symlink, e.target, e.path, e.mtime_ns):
                     self.progress.file_done(e.path, 0, "linked")
@@ -198,8 +201,7 @@ class Destination:
                 self.sink = Sink(self.root, files, self.progress, self._staging)
             else:
                 self.sink.expect(files)
-            paths = [e.path for e in files]
-            self._staging.expect(paths, [e.path for e in mkdirs + links] + paths, self.complete)
+            self._staging.expect(files_in, listed, self.complete)
             for path in self._unprepared("conflicts", plan.conflicts):
                 self.progress.file_failed(path, "a directory is in the way (mirror replaces it)")
             return self.sink
@@ -297,8 +299,8 @@ class Destination:
         except FileNotFoundError:
             pass
 
-    def _make_dir(self, e: Entry) -> None:
-        self._guard(e.path, self._mkdir, e.path, e.mode)
+    def _make_dir(self, e: Entry, plain: set[str]) -> None:
+        self._guard(e.path, self._mkdir, e.path, e.mode, e.path not in plain)
 
     def _set_dir_meta(self, e: Entry) -> None:
         tree = self._tree()
@@ -317,16 +319,16 @@ class Destination:
         if st.st_mtime_ns != e.mtime_ns:
             self._guard(e.path, tree.set_mtime, e.path, e.mtime_ns)
 
-    def _mkdir(self, rel: str, mode: int = 0o700) -> None:
+    def _mkdir(self, rel: str, mode: int = 0o700, stage: bool = False) -> None:
         """mkdir that accepts an existing real directory only (never a link or a file).
         Made with its final mode plus owner rwx (files must go in; finish() fixes the rest, as
-        rsync does): a chmod per directory at the end was 3 of its 5 syscalls."""
+        rsync does): a chmod per directory at the end was 3 of its 5 syscalls. `stage`: made
+        under a temp name and put in place once its files are (staging.py)."""
         tree = self._tree()
         # Nothing to collide with in a tree that held nothing (a lone root) when scanned: no
         # lstat per directory (a name taken since is merged when put in place).
-        if (self._staging is not None and rel and rel not in self._plain
+        if (stage and self._staging is not None and rel
                 and (len(self._have) <= 1 or not tree.exists(rel))):
-            # Staged: made under a temp name, put in place once its files are (staging.py).
             temp = temp_name(rel)
             tree.mkdir(temp, (mode | 0o700) & 0o7777)
             self._staging.add(rel, temp.rpartition("/")[2])
@@ -361,17 +363,19 @@ def _digest_of(manifest: Manifest) -> str | None:
 STAGE_MIN = 2  # files a new directory must hold for staging to pay (a rename each way)
 
 
-def _few_files(mkdirs: list[Entry], links: list[Entry], files: list[Entry]) -> set[str]:
-    """New directories whose children are all in this part (a SOURCE lists a directory's
-    children together) and hold fewer than STAGE_MIN files: made in place, not staged. A
-    staged directory costs a rename and a parent lookup, which a single file's own rename
-    does not repay (a source checkout: 19,083 of 21,690 directories hold 0 or 1 files)."""
-    count: dict[str, int] = {}
+def _part_shape(mkdirs: list[Entry], links: list[Entry],
+                files: list[Entry]) -> tuple[dict[str, int], set[str]]:
+    """For one part: files planned per directory, and the directories listed in it (a
+    SOURCE lists a directory's children together, so a listed directory's files are all
+    known). Staging a directory costs a rename and a parent lookup, which one file's own
+    rename does not repay (a source checkout: 19,083 of 21,690 directories hold 0 or 1)."""
+    files_in: dict[str, int] = {}
     for e in files:
         head = e.path.rpartition("/")[0]
-        count[head] = count.get(head, 0) + 1
-    listed = {e.path.rpartition("/")[0] for e in (*mkdirs, *links, *files)}
-    return {e.path for e in mkdirs if e.path in listed and count.get(e.path, 0) < STAGE_MIN}
+        files_in[head] = files_in.get(head, 0) + 1
+    listed = set(files_in)
+    listed.update(e.path.rpartition("/")[0] for e in (*mkdirs, *links))
+    return files_in, listed
 
 
 def _by_depth(entries: list[Entry]) -> list[list[Entry]]:

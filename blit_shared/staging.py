@@ -15,9 +15,8 @@ import errno
 import os
 import shutil
 import threading
-from collections import OrderedDict
 
-from .beneath import KEEP_DIRS, open_dir
+from .beneath import KEEP_DIRS, KeptDirs, open_dir
 
 _RENAME_NOREPLACE = 1
 _renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
@@ -53,7 +52,7 @@ class Staging:
         self._listed: set[str] = set()    # dirs whose children were planned
         self._complete = False            # the whole manifest is planned
         self.failures: list[tuple[str, str]] = []  # (path, reason) nobody could put in place
-        self._parents: OrderedDict[str, int] = OrderedDict()  # kept parent handles (_parent)
+        self._parents = KeptDirs(KEEP_DIRS)  # handles on the parents of puts (_parent)
 
     def __bool__(self) -> bool:
         return bool(self._names)
@@ -80,18 +79,17 @@ class Staging:
         until that file is settled (its parent waits for it)."""
         return path.rpartition("/")[0] in self._left
 
-    def expect(self, files: list[str], children: list[str], complete: bool) -> None:
-        """The next part of the plan, before any of its files is sent: `files` to write,
-        `children` every new entry (a staged directory is listed once a part holds one of
-        its children: a SOURCE lists a directory's children in one part). `complete`: the
-        manifest ended; directories nothing was listed in are put in place too."""
+    def expect(self, files_in: dict[str, int], listed: set[str], complete: bool) -> None:
+        """The next part of the plan, before any of its files is sent: `files_in` files to
+        write per directory, `listed` the directories whose children it holds (a SOURCE
+        lists a directory's children in one part). `complete`: the manifest ended;
+        directories nothing was listed in are put in place too."""
         with self.lock:
             left = self._left
-            for path in files:
-                head = path.rpartition("/")[0]
+            for head, n in files_in.items():
                 if head in left:
-                    left[head] += 1
-            self._listed.update(c.rpartition("/")[0] for c in children)
+                    left[head] += n
+            self._listed.update(listed)
             self._complete = self._complete or complete  # (sealed stays sealed)
             self._put_ready()
 
@@ -125,9 +123,7 @@ class Staging:
 
     def close(self) -> None:
         with self.lock:
-            parents, self._parents = self._parents, OrderedDict()
-        for fd in parents.values():
-            os.close(fd)
+            self._parents.close()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -156,7 +152,7 @@ class Staging:
             rename_noreplace(parent, temp, parent, name)
         except FileExistsError:
             self._merge(parent, temp, name, rel)
-            self._evict(rel)  # its handle (if kept) is the staged directory, now removed
+            self._parents.forget(rel)  # a kept handle on it is the removed staged directory
         except OSError as exc:  # kept as it is: hidden, and removed as stale by a later run
             self.failures.append((rel, exc.strerror or str(exc)))
             return  # (its name stays mapped: what is written below it stays with it)
@@ -167,19 +163,7 @@ class Staging:
         it; a kept handle follows its directory when that is put in place)."""
         if not head:
             return self.fd
-        fd = self._parents.get(head)
-        if fd is not None:
-            self._parents.move_to_end(head)
-            return fd
-        fd = self._parents[head] = open_dir(self.fd, self.actual(head))
-        if len(self._parents) > KEEP_DIRS:
-            os.close(self._parents.popitem(last=False)[1])
-        return fd
-
-    def _evict(self, rel: str) -> None:
-        below = rel + "/"
-        for head in [h for h in self._parents if h == rel or h.startswith(below)]:
-            os.close(self._parents.pop(head))
+        return self._parents.get(head, lambda h: open_dir(self.fd, self.actual(h)))
 
     def _forget(self, rel: str) -> None:
         """`rel` and every staged directory below it are gone from disk."""
@@ -188,7 +172,7 @@ class Staging:
             del self._names[r]
             self._left.pop(r, None)
             self._listed.discard(r)
-        self._evict(rel)
+        self._parents.forget(rel)
 
     def _merge(self, parent: int, temp: str, name: str, rel: str) -> None:
         try:
