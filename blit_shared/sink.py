@@ -79,10 +79,14 @@ class Sink:
     def wanted(self, path: str) -> bool:
         return path not in self.failed and path not in self.done
 
+    def _staged(self, path: str) -> bool:
+        """`path` goes in a staged directory: written under its final name (staging.py)."""
+        return self.staging is not None and self.staging.holds(path)
+
     # -- whole small files -------------------------------------------------------------------
     def write_file(self, entry: Entry, data: bytes | memoryview) -> None:
         path = entry.path
-        if self.staging is None or not self.staging.holds(path):
+        if not self._staged(path):
             if self.wanted(path):
                 self._write_whole(entry, data, temp_name(path))
             return
@@ -153,8 +157,7 @@ class Sink:
                 return None
             p = self._partials.get(entry.path)
             if p is None:
-                staged = self.staging is not None and self.staging.holds(entry.path)
-                temp = entry.path if staged else temp_name(entry.path)
+                temp = entry.path if self._staged(entry.path) else temp_name(entry.path)
                 try:
                     fd = self.tree.create(temp, entry.mode & 0o777)
                 except OSError as exc:
