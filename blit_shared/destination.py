@@ -14,6 +14,7 @@ from typing import TypeVar
 from .beneath import KEEP_DIRS, Tree
 from .errors import Conflict
 from .excludes import Excludes
+from .forkscan import ForkedScan
 from .layout import existing_kind
 from .manifest import DIR, Entry, Manifest, scan
 from .paths import join
@@ -47,6 +48,7 @@ class Destination:
         self._tree_handle: Tree | None = None
         self._staging: Staging | None = None  # made with the first prepare()
         self._prescan: Future[Manifest] | None = None
+        self._forked: ForkedScan | None = None
         self._own: Manifest | None = None
         self._digest: object = _UNSET
         self._have: dict[str, Entry] = {}
@@ -56,10 +58,14 @@ class Destination:
         self._prepared = dict.fromkeys(("clear", "mkdirs", "links", "meta", "files",
                                         "conflicts"), 0)
 
-    def prescan(self) -> None:
+    def prescan(self, *, forked: bool = False) -> None:
         """Start the own-tree scan in the background so it overlaps the SOURCE scan (or the
         wait for its manifest); make_plan then uses it. A no-op re-run of 20,000 files is
-        mostly these two scans."""
+        mostly these two scans. `forked`: in a child process, for a caller that scans the
+        SOURCE itself meanwhile (forkscan.py)."""
+        if forked:
+            self._forked = ForkedScan(self.scan, _digest_of)
+            return
         future: Future[Manifest] = Future()
 
         def run() -> None:
@@ -87,16 +93,31 @@ class Destination:
 
     def own_digest(self) -> str | None:
         """The digest of this tree's scan (Manifest.digest; None for a lone root), computed
-        by the prescan thread when there was one."""
-        own = self.own_manifest()
+        by the prescan when there was one (a forked one sends it ahead of the entries)."""
         if self._digest is _UNSET:
-            self._digest = _digest_of(own)
+            head = self._forked.head() if self._forked is not None else None
+            if head is not None:
+                self._digest = head["digest"]
+            else:
+                own = self.own_manifest()
+                if self._digest is _UNSET:
+                    self._digest = _digest_of(own)
         return self._digest  # type: ignore[return-value]
+
+    def matches(self, source: Manifest) -> bool:
+        """The SOURCE manifest is this tree's own scan (equal digests): make_plan(identical)."""
+        mine = self.own_digest()
+        return mine is not None and mine == _digest_of(source)
 
     def own_manifest(self) -> Manifest:
         """This tree's scan (the prescan's, when one was started)."""
         if self._own is None:
-            self._own = self._prescan.result() if self._prescan is not None else self.scan()
+            if self._forked is not None:
+                own = self._forked.manifest()
+                self._forked = None
+                self._own = own if own is not None else self.scan()
+            else:
+                self._own = self._prescan.result() if self._prescan is not None else self.scan()
             self._prescan = None
         return self._own
 
@@ -120,7 +141,8 @@ class Destination:
         what the whole SOURCE lacks)."""
         with self._lock:
             if self.plan is None:
-                self._have = self._start_plan().by_path()
+                self._start_plan()
+                self._have = self.own_manifest().by_path()
                 self.plan = Plan()
             if self.excludes:
                 # The DESTINATION enforces its excludes itself: a source that sends an excluded
@@ -140,13 +162,13 @@ class Destination:
             self.progress.planned(self.plan.counts())
             return self.plan.need[before:]
 
-    def _start_plan(self) -> Manifest:
-        """This tree's scan, rid of the temp files a killed transfer left (before anything is
-        compared)."""
-        own = self.own_manifest()
-        if own.temps:
-            remove_stale(self._remove_temp, own.temps)
-        return own
+    def _start_plan(self) -> None:
+        """Rid this tree of the temp files a killed transfer left (before anything is
+        compared; a forked prescan's head lists them, its entries may not be needed)."""
+        head = self._forked.head() if self._forked is not None else None
+        temps = head["temps"] if head is not None else self.own_manifest().temps
+        if temps:
+            remove_stale(self._remove_temp, temps)  # type: ignore[arg-type]
 
     def _remove_temp(self, rel: str) -> None:
         """A temp file, or a staged directory with what it holds."""
@@ -222,6 +244,9 @@ class Destination:
         """After the bytes: drop incomplete temps, delete (mirror), then directory metadata.
         `streams_ended`: no stream thread can touch the Sink any more (False after an
         interrupt), so its Tree's kept handles can be closed now rather than by the GC."""
+        if self._forked is not None:  # a re-run matched by digest: its entries were not needed
+            self._forked.close()
+            self._forked = None
         plan = self._plan()
         if self.sink is not None:
             self.sink.close()

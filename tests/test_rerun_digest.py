@@ -8,8 +8,13 @@ import os
 from pathlib import Path
 
 import httpx
+import pytest
 
-from blit_shared.manifest import scan
+from blit_shared.destination import Destination
+from blit_shared.errors import Conflict
+from blit_shared.forkscan import ForkedScan
+from blit_shared.manifest import Manifest, scan
+from blit_shared.progress import Progress
 from tests.daemon import running_daemon
 from tests.helpers import assert_same_tree, blit
 
@@ -82,3 +87,53 @@ def test_rerun_push_and_pull_use_the_digest_and_still_see_changes(tmp_path: Path
         whole = httpx.get(f"{base}/{sid}/manifest", params={"same_as": "f" * 32}).json()
         assert len(whole["entries"]) == 32
         httpx.delete(f"{base}/{sid}")
+
+
+def test_local_rerun_matches_by_digest_and_still_sees_changes(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make(src)
+    args = ("mirror", "-y", "--json", f"{src}/", f"{dst}/")
+    assert blit(*args).returncode == 0
+    again = json.loads(blit(*args).stdout.splitlines()[-1])
+    assert again["files_transferred"] == 0 and again["files_skipped"] == 31
+    # A temp file a killed run left is removed on the digest path too (the scan's head).
+    (dst / "d" / ".blit-tmp.4999999.abc.f1.txt").write_text("half")
+    (src / "d" / "f1.txt").write_text("changed\n")
+    (dst / "d" / "extra.txt").write_text("not in the source")
+    changed = json.loads(blit(*args).stdout.splitlines()[-1])
+    assert changed["files_transferred"] == 1 and changed["files_deleted"] == 1
+    assert_same_tree(src, dst)
+    assert not (dst / "d" / ".blit-tmp.4999999.abc.f1.txt").exists()
+
+
+def test_forked_scan_sends_head_then_entries_and_reaps_its_child(tmp_path: Path) -> None:
+    make(tmp_path / "t")
+    root = str(tmp_path / "t")
+    forked = ForkedScan(lambda: scan(root), Manifest.digest)
+    head = forked.head()
+    assert head is not None and head["digest"] == scan(root).digest()
+    whole = forked.manifest()
+    assert whole is not None and whole.entries == scan(root).entries
+    assert forked.manifest() is None  # read once; the child is gone
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+    unread = ForkedScan(lambda: scan(root), Manifest.digest)
+    assert unread.head() is not None
+    unread.close()  # the child may still be writing its entries: it gets EPIPE and ends
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
+def test_a_failed_forked_scan_is_redone_in_process_for_its_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+
+    def failing() -> Manifest:
+        raise RuntimeError("boom")
+
+    forked = ForkedScan(failing, Manifest.digest)
+    assert forked.head() is None and forked.manifest() is None
+    dest = Destination(str(tmp_path / "file"), Progress())
+    dest.prescan(forked=True)
+    with pytest.raises(Conflict, match="not a directory"):
+        dest.own_digest()
