@@ -98,11 +98,11 @@ def run_local(src: str, dst: str, opts: Options, progress: Progress,
     where = local_placement(dst, origin.kind, origin.name, origin.contents)
     dest = make_destination(where, opts, progress)
     if where.single_name is None and not where.fresh():
-        dest.prescan(forked=True)  # scans beside the SOURCE scan (a thread would share the GIL)
+        dest.own.start(forked=True)  # scans beside the SOURCE scan (a thread would share the GIL)
     source = origin.scan(opts, Progress(), where.single_name)  # the Sink feeds `progress`
     scanned(progress, source.manifest.errors, len(source.manifest.entries))
     progress.set_phase("plan")
-    plan = dest.make_plan(source.manifest, identical=dest.matches(source.manifest))
+    plan = dest.make_plan(source.manifest, identical=dest.own.matches(source.manifest))
     extra = {"carrier": "local", "zero_copy": True, "dry_run": opts.dry_run,
              "fallback": False, "deletions_skipped": dest.deletions_skipped}
     if opts.dry_run:

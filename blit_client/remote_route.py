@@ -252,8 +252,8 @@ def _whole_manifest(api: DaemonClient, sid: str, incoming: Incoming, dest: Desti
                     single_name: str | None, progress: Progress) -> list[int]:
     """Fetch the SOURCE's whole manifest (its digest first, against this DESTINATION's own
     scan), plan it here; returns the need list."""
-    dest.prescan()
-    own, mine = dest.own_manifest(), dest.own_digest()
+    dest.own.start()
+    own, mine = dest.own.manifest(), dest.own.digest()
     got = api.call("GET", f"/v1/transfers/{sid}/manifest",
                    params={"same_as": mine} if mine else None)
     # Same digest: the SOURCE holds exactly this tree (a re-run), plan against ourselves.

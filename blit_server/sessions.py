@@ -252,7 +252,7 @@ class Sessions:
         session.destination = dest
         session.fresh = where.fresh()
         self._add(session)
-        dest.prescan()  # overlaps the client's own SOURCE scan
+        dest.own.start()  # overlaps the client's own SOURCE scan
         return session
 
     def open_pull(self, module: Module, rel: str, trailing: bool,

@@ -72,9 +72,9 @@ async def post_manifest(request: Request) -> Response:
         # A re-run: the SOURCE sends only its manifest's digest; equal to this tree's, the plan
         # is made from this tree's own manifest, else the SOURCE sends the whole one.
         same_as = field(data, "same_as", str)
-        if same_as != await run_in_threadpool(dest.own_digest):
+        if same_as != await run_in_threadpool(dest.own.digest):
             return JSON({"same": False})
-        own = dest.own_manifest()
+        own = dest.own.manifest()
         plan = await run_in_threadpool(functools.partial(dest.make_plan, own, identical=True))
         need = plan.need
     else:

@@ -8,15 +8,14 @@ import functools
 import os
 import stat
 import threading
-from concurrent.futures import Future
 from typing import TypeVar
 
 from .beneath import KEEP_DIRS, Tree
 from .errors import Conflict
 from .excludes import Excludes
-from .forkscan import ForkedScan
 from .layout import existing_kind
 from .manifest import DIR, Entry, Manifest, scan
+from .ownscan import OwnScan
 from .paths import join
 from .plan import Plan, diff_part, plan_deletions, unchanged
 from .progress import Progress
@@ -47,37 +46,13 @@ class Destination:
         self.deletions_skipped: str | None = None
         self._tree_handle: Tree | None = None
         self._staging: Staging | None = None  # made with the first prepare()
-        self._prescan: Future[Manifest] | None = None
-        self._forked: ForkedScan | None = None
-        self._own: Manifest | None = None
-        self._digest: object = _UNSET
+        self.own = OwnScan(self.scan)  # this tree's scan (start it early: own.start)
         self._have: dict[str, Entry] = {}
         self._wanted: set[str] = set()  # mirror: the SOURCE paths planned so far
         self.complete = False  # the whole SOURCE manifest is planned
         self._lock = threading.Lock()  # parts of a manifest are planned and prepared in turn
         self._prepared = dict.fromkeys(("clear", "mkdirs", "links", "meta", "files",
                                         "conflicts"), 0)
-
-    def prescan(self, *, forked: bool = False) -> None:
-        """Start the own-tree scan in the background so it overlaps the SOURCE scan (or the
-        wait for its manifest); make_plan then uses it. A no-op re-run of 20,000 files is
-        mostly these two scans. `forked`: in a child process, for a caller that scans the
-        SOURCE itself meanwhile (forkscan.py)."""
-        if forked:
-            self._forked = ForkedScan(self.scan, _digest_of)
-            return
-        future: Future[Manifest] = Future()
-
-        def run() -> None:
-            try:
-                own = self.scan()
-                self._digest = _digest_of(own)  # a re-run's digest check needs it next
-                future.set_result(own)
-            except BaseException as exc:  # handed to make_plan, which raises it there
-                future.set_exception(exc)
-
-        self._prescan = future
-        threading.Thread(target=run, name="blit-prescan", daemon=True).start()
 
     def scan(self) -> Manifest:
         try:
@@ -90,36 +65,6 @@ class Destination:
             return scan(self.root, self.excludes, checksum=self.checksum)
         except NotADirectoryError:
             raise Conflict(f"destination path runs through a file: {self.root}") from None
-
-    def own_digest(self) -> str | None:
-        """The digest of this tree's scan (Manifest.digest; None for a lone root), computed
-        by the prescan when there was one (a forked one sends it ahead of the entries)."""
-        if self._digest is _UNSET:
-            head = self._forked.head() if self._forked is not None else None
-            if head is not None:
-                self._digest = head["digest"]
-            else:
-                own = self.own_manifest()
-                if self._digest is _UNSET:
-                    self._digest = _digest_of(own)
-        return self._digest  # type: ignore[return-value]
-
-    def matches(self, source: Manifest) -> bool:
-        """The SOURCE manifest is this tree's own scan (equal digests): make_plan(identical)."""
-        mine = self.own_digest()
-        return mine is not None and mine == _digest_of(source)
-
-    def own_manifest(self) -> Manifest:
-        """This tree's scan (the prescan's, when one was started)."""
-        if self._own is None:
-            if self._forked is not None:
-                own = self._forked.manifest()
-                self._forked = None
-                self._own = own if own is not None else self.scan()
-            else:
-                self._own = self._prescan.result() if self._prescan is not None else self.scan()
-            self._prescan = None
-        return self._own
 
     def make_plan(self, source: Manifest, *, identical: bool = False) -> Plan:
         """Plan against a whole SOURCE manifest; `identical`: it is this tree's own scan (the
@@ -142,7 +87,7 @@ class Destination:
         with self._lock:
             if self.plan is None:
                 self._start_plan()
-                self._have = self.own_manifest().by_path()
+                self._have = self.own.manifest().by_path()
                 self.plan = Plan()
             if self.excludes:
                 # The DESTINATION enforces its excludes itself: a source that sends an excluded
@@ -155,7 +100,7 @@ class Destination:
                       checksum=self.checksum)
             self.complete = whole is not None
             if whole is not None and self.mirror:
-                plan_deletions(self.plan, self._wanted, self.own_manifest())
+                plan_deletions(self.plan, self._wanted, self.own.manifest())
                 self._wanted = set()
                 if self.plan.delete:
                     self.deletions_skipped = self._deletion_veto(whole, offset)
@@ -165,10 +110,9 @@ class Destination:
     def _start_plan(self) -> None:
         """Rid this tree of the temp files a killed transfer left (before anything is
         compared; a forked prescan's head lists them, its entries may not be needed)."""
-        head = self._forked.head() if self._forked is not None else None
-        temps = head["temps"] if head is not None else self.own_manifest().temps
+        temps = self.own.temps()
         if temps:
-            remove_stale(self._remove_temp, temps)  # type: ignore[arg-type]
+            remove_stale(self._remove_temp, temps)
 
     def _remove_temp(self, rel: str) -> None:
         """A temp file, or a staged directory with what it holds."""
@@ -244,9 +188,7 @@ class Destination:
         """After the bytes: drop incomplete temps, delete (mirror), then directory metadata.
         `streams_ended`: no stream thread can touch the Sink any more (False after an
         interrupt), so its Tree's kept handles can be closed now rather than by the GC."""
-        if self._forked is not None:  # a re-run matched by digest: its entries were not needed
-            self._forked.close()
-            self._forked = None
+        self.own.drop()  # a re-run matched by digest: its entries were not needed
         plan = self._plan()
         if self.sink is not None:
             self.sink.close()
@@ -376,13 +318,6 @@ class Destination:
             with contextlib.suppress(OSError):
                 tree.unlink(temp)
             raise
-
-
-_UNSET = object()
-
-
-def _digest_of(manifest: Manifest) -> str | None:
-    return manifest.digest() if len(manifest.entries) > 1 else None
 
 
 STAGE_MIN = 2  # files a new directory must hold for staging to pay (a rename each way)

@@ -8,7 +8,9 @@ that matches by digest never waits for, or decodes, the entries.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import struct
 from collections.abc import Callable
 
@@ -63,10 +65,12 @@ class ForkedScan:
         return Manifest(entries, head["errors"], head["temps"])  # type: ignore[arg-type]
 
     def close(self) -> None:
-        """Stop listening (a child still writing gets EPIPE and exits) and reap the child."""
+        """Stop the child (its result is not wanted, or all of it was read) and reap it."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)
             os.waitpid(self._pid, 0)
 
     def _receive(self) -> bytes | None:

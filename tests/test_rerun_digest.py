@@ -134,6 +134,6 @@ def test_a_failed_forked_scan_is_redone_in_process_for_its_error(tmp_path: Path)
     forked = ForkedScan(failing, Manifest.digest)
     assert forked.head() is None and forked.manifest() is None
     dest = Destination(str(tmp_path / "file"), Progress())
-    dest.prescan(forked=True)
+    dest.own.start(forked=True)
     with pytest.raises(Conflict, match="not a directory"):
-        dest.own_digest()
+        dest.own.digest()
