@@ -22,7 +22,7 @@ from blit_shared.progress import Progress
 from blit_shared.receiver import VERIFY_FAILED
 
 from .endpoints import Connection, Local, parse
-from .local_route import run_local
+from .local_route import early_destination, run_local
 from .render import Renderer
 
 app = typer.Typer(
@@ -183,10 +183,11 @@ def _transfer(src: str, dst: str, opts: Options, bar: bool, verbose: bool, json:
         try:
             if isinstance(source, Local) and isinstance(dest, Local):
                 return run_local(src, dst, opts, progress, confirm)
+            early = early_destination(source, dest, dst, opts, progress)  # before these imports
             from .remote_route import CarrierChoice, run_remote
 
             return run_remote(source, dest, dst, opts, progress, confirm, conn=conn,
-                              carrier=CarrierChoice(*carrier))
+                              carrier=CarrierChoice(*carrier), early=early)
         finally:
             renderer.stop()
 

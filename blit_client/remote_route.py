@@ -14,6 +14,7 @@ from blit_shared.destination import Destination
 from blit_shared.errors import BlitError, ProtocolError, UsageError
 from blit_shared.manifest import DIR, Incoming, Manifest
 from blit_shared.options import Options
+from blit_shared.ownscan import digest_of
 from blit_shared.progress import MAX_FAILURES_KEPT, Progress
 from blit_shared.receiver import Receiver
 from blit_shared.source import stream_frames
@@ -46,7 +47,20 @@ class CarrierChoice:
 
 def run_remote(src: Endpoint, dst: Endpoint, dst_arg: str, opts: Options, progress: Progress,
                confirm: Confirm, *, conn: Connection,
-               carrier: CarrierChoice = CarrierChoice()) -> dict[str, Any]:
+               carrier: CarrierChoice = CarrierChoice(), early: Destination | None = None
+               ) -> dict[str, Any]:
+    """`early`: a pull's DESTINATION made before this module's imports (early_destination);
+    its scan is stopped at the end when it was not used."""
+    try:
+        return _run_remote(src, dst, dst_arg, opts, progress, confirm, conn, carrier, early)
+    finally:
+        if early is not None:
+            early.own.drop()
+
+
+def _run_remote(src: Endpoint, dst: Endpoint, dst_arg: str, opts: Options, progress: Progress,
+                confirm: Confirm, conn: Connection, carrier: CarrierChoice,
+                early: Destination | None) -> dict[str, Any]:
     if isinstance(src, Remote) and isinstance(dst, Remote):
         raise UsageError("remote to remote is not supported: one side must be local")
     remote = dst if isinstance(dst, Remote) else src
@@ -57,7 +71,7 @@ def run_remote(src: Endpoint, dst: Endpoint, dst_arg: str, opts: Options, progre
         if isinstance(dst, Remote):
             assert isinstance(src, Local)
             return _push(api, src.path, dst, opts, progress, confirm, carrier)
-        return _pull(api, remote, dst_arg, opts, progress, confirm, carrier)
+        return _pull(api, remote, dst_arg, opts, progress, confirm, carrier, early)
 
 
 def _push(api: DaemonClient, src_arg: str, dst: Remote, opts: Options, progress: Progress,
@@ -145,7 +159,7 @@ def _plan_remote(api: DaemonClient, sid: str, manifest: Manifest) -> dict[str, A
     the DESTINATION identical and skips the 1.5 MB per 20,000 entries), then, if it differs,
     the whole manifest."""
     url = f"/v1/transfers/{sid}/manifest"
-    mine = manifest.digest() if len(manifest.entries) > 1 else None
+    mine = digest_of(manifest)
     if mine is not None:
         try:
             planned: dict[str, Any] = api.call("POST", url, {"same_as": mine})
@@ -172,8 +186,10 @@ def _replay(progress: Progress, events: list[dict[str, Any]]) -> None:
 
 
 def _pull(api: DaemonClient, src: Remote, dst_arg: str, opts: Options, progress: Progress,
-          confirm: Confirm, carrier: CarrierChoice) -> dict[str, Any]:
-    """The daemon is the SOURCE; this process is the DESTINATION."""
+          confirm: Confirm, carrier: CarrierChoice, early: Destination | None
+          ) -> dict[str, Any]:
+    """The daemon is the SOURCE; this process is the DESTINATION. `early`: a DESTINATION
+    whose scan started already, where the tree most likely lands (used if it does)."""
     progress.set_phase("scan")
     opened = api.call("POST", "/v1/transfers", {
         "direction": "pull", "module": src.module, "path": src.path,
@@ -182,7 +198,10 @@ def _pull(api: DaemonClient, src: Remote, dst_arg: str, opts: Options, progress:
     with _SessionGuard(api, sid):
         kind, name = opened["source"]["kind"], opened["source"]["name"]
         where = local_placement(dst_arg, kind, name, src.trailing_slash)
-        dest = make_destination(where, opts, progress)
+        if early is not None and (early.root, early.single_name) == (where.root, where.single_name):
+            dest = early
+        else:
+            dest = make_destination(where, opts, progress)
         # A fresh DESTINATION compares and deletes nothing: it plans each part of the manifest
         # while the daemon still scans, and bytes flow meanwhile. Otherwise the whole manifest
         # first (a re-run of a mirror may then match by digest).
@@ -252,23 +271,21 @@ def _whole_manifest(api: DaemonClient, sid: str, incoming: Incoming, dest: Desti
                     single_name: str | None, progress: Progress) -> list[int]:
     """Fetch the SOURCE's whole manifest (its digest first, against this DESTINATION's own
     scan), plan it here; returns the need list."""
-    dest.own.start()
-    own, mine = dest.own.manifest(), dest.own.digest()
+    mine = dest.own.digest()
     got = api.call("GET", f"/v1/transfers/{sid}/manifest",
                    params={"same_as": mine} if mine else None)
-    # Same digest: the SOURCE holds exactly this tree (a re-run), plan against ourselves.
-    manifest = incoming.manifest
-    if got.get("same"):
-        manifest.entries.extend(own.entries)
+    if got.get("same"):  # the SOURCE holds exactly this tree (a re-run): nothing to compare
         incoming.complete = True
-    else:
-        incoming.add(got)
-        if not incoming.complete:
-            raise ProtocolError("the daemon sent part of a manifest")
+        scanned(progress, [], dest.own.count())
+        return dest.plan_unchanged().need
+    incoming.add(got)
+    if not incoming.complete:
+        raise ProtocolError("the daemon sent part of a manifest")
+    manifest = incoming.manifest
     if single_name is not None and manifest.entries:
         manifest.entries[0].path = single_name
     scanned(progress, manifest.errors, len(manifest.entries))
-    return dest.make_plan(manifest, identical=bool(got.get("same"))).need
+    return dest.make_plan(manifest).need
 
 
 def _next_part(api: DaemonClient, sid: str, incoming: Incoming, dest: Destination,

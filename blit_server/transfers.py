@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import bisect
-import functools
 import ipaddress
 import logging
 import os
@@ -74,8 +73,7 @@ async def post_manifest(request: Request) -> Response:
         same_as = field(data, "same_as", str)
         if same_as != await run_in_threadpool(dest.own.digest):
             return JSON({"same": False})
-        own = dest.own.manifest()
-        plan = await run_in_threadpool(functools.partial(dest.make_plan, own, identical=True))
+        plan = await run_in_threadpool(dest.plan_unchanged)
         need = plan.need
     else:
         need = await run_in_threadpool(_plan_part, s, data)

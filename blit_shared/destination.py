@@ -66,15 +66,17 @@ class Destination:
         except NotADirectoryError:
             raise Conflict(f"destination path runs through a file: {self.root}") from None
 
-    def make_plan(self, source: Manifest, *, identical: bool = False) -> Plan:
-        """Plan against a whole SOURCE manifest; `identical`: it is this tree's own scan (the
-        digests matched), so nothing is compared."""
-        if not identical:
-            self.plan_part(source.entries, 0, whole=source)
-            return self._plan()
+    def make_plan(self, source: Manifest) -> Plan:
+        """Plan against a whole SOURCE manifest."""
+        self.plan_part(source.entries, 0, whole=source)
+        return self._plan()
+
+    def plan_unchanged(self) -> Plan:
+        """The plan when the SOURCE manifest is this tree's own scan (own.matches, or a
+        SOURCE that sent an equal digest): nothing is compared, or even decoded."""
         with self._lock:
             self._start_plan()
-            self.plan, self.complete = unchanged(source), True
+            self.plan, self.complete = unchanged(self.own.count()), True
             self.progress.planned(self.plan.counts())
             return self.plan
 

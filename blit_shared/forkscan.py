@@ -28,6 +28,7 @@ class ForkedScan:
     def __init__(self, scan: Callable[[], Manifest], digest: Callable[[Manifest], str | None]
                  ) -> None:
         self._head: dict[str, object] | None = None
+        self._manifest: Manifest | None = None
         self._failed = False
         read_end, write_end = os.pipe()
         self._pid = os.fork()
@@ -37,7 +38,7 @@ class ForkedScan:
                 os.close(read_end)
                 manifest = scan()
                 head = {"digest": digest(manifest), "errors": manifest.errors,
-                        "temps": manifest.temps}
+                        "temps": manifest.temps, "count": len(manifest.entries)}
                 _send(write_end, orjson.dumps(head))
                 _send(write_end, orjson.dumps([e.to_wire() for e in manifest.entries]))
                 status = 0
@@ -47,14 +48,16 @@ class ForkedScan:
         self._fd: int | None = read_end
 
     def head(self) -> dict[str, object] | None:
-        """{"digest", "errors", "temps"} of the child's scan."""
+        """{"digest", "errors", "temps", "count"} of the child's scan."""
         if self._head is None and not self._failed:
             data = self._receive()
             self._head = None if data is None else orjson.loads(data)
         return self._head
 
     def manifest(self) -> Manifest | None:
-        """The whole scan (the head first, when it is not read yet)."""
+        """The whole scan (the head first, when it is not read yet); read once, kept."""
+        if self._manifest is not None:
+            return self._manifest
         head = self.head()
         data = self._receive() if head is not None else None
         self.close()
@@ -62,7 +65,8 @@ class ForkedScan:
             return None
         # The child's own scan: checked when it was made, not again here.
         entries = [Entry(*item) for item in orjson.loads(data)]
-        return Manifest(entries, head["errors"], head["temps"])  # type: ignore[arg-type]
+        self._manifest = Manifest(entries, head["errors"], head["temps"])  # type: ignore[arg-type]
+        return self._manifest
 
     def close(self) -> None:
         """Stop the child (its result is not wanted, or all of it was read) and reap it."""

@@ -73,6 +73,11 @@ class OwnScan:
         head = self._forked.head() if self._forked is not None else None
         return head["temps"] if head is not None else self.manifest().temps  # type: ignore[return-value]
 
+    def count(self) -> int:
+        """The scan's entries (without waiting for a forked scan's entries)."""
+        head = self._forked.head() if self._forked is not None else None
+        return head["count"] if head is not None else len(self.manifest().entries)  # type: ignore[return-value]
+
     def manifest(self) -> Manifest:
         if self._manifest is None:
             if self._forked is not None:

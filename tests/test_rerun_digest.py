@@ -114,7 +114,7 @@ def test_forked_scan_sends_head_then_entries_and_reaps_its_child(tmp_path: Path)
     assert head is not None and head["digest"] == scan(root).digest()
     whole = forked.manifest()
     assert whole is not None and whole.entries == scan(root).entries
-    assert forked.manifest() is None  # read once; the child is gone
+    assert forked.manifest() is whole  # read once, kept; the child is gone
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)
 
