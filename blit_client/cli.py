@@ -184,10 +184,14 @@ def _transfer(src: str, dst: str, opts: Options, bar: bool, verbose: bool, json:
             if isinstance(source, Local) and isinstance(dest, Local):
                 return run_local(src, dst, opts, progress, confirm)
             early = early_destination(source, dest, dst, opts, progress)  # before these imports
-            from .remote_route import CarrierChoice, run_remote
+            try:
+                from .remote_route import CarrierChoice, run_remote
 
-            return run_remote(source, dest, dst, opts, progress, confirm, conn=conn,
-                              carrier=CarrierChoice(*carrier), early=early)
+                return run_remote(source, dest, dst, opts, progress, confirm, conn=conn,
+                                  carrier=CarrierChoice(*carrier), early=early)
+            finally:
+                if early is not None:
+                    early.own.drop()
         finally:
             renderer.stop()
 

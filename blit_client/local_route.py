@@ -117,6 +117,14 @@ def run_local(src: str, dst: str, opts: Options, progress: Progress,
     dest = make_destination(where, opts, progress)
     if where.single_name is None and not where.fresh():
         dest.own.start(forked=True)  # scans beside the SOURCE scan (a thread would share the GIL)
+    try:
+        return _copy_local(origin, where, dest, opts, progress, confirm)
+    finally:
+        dest.own.drop()  # (a forked scan whose entries were not needed, or an error)
+
+
+def _copy_local(origin: LocalSource, where: Placement, dest: Destination, opts: Options,
+                progress: Progress, confirm: Confirm) -> dict[str, Any]:
     source = origin.scan(opts, Progress(), where.single_name)  # the Sink feeds `progress`
     scanned(progress, source.manifest.errors, len(source.manifest.entries))
     progress.set_phase("plan")

@@ -49,18 +49,8 @@ def run_remote(src: Endpoint, dst: Endpoint, dst_arg: str, opts: Options, progre
                confirm: Confirm, *, conn: Connection,
                carrier: CarrierChoice = CarrierChoice(), early: Destination | None = None
                ) -> dict[str, Any]:
-    """`early`: a pull's DESTINATION made before this module's imports (early_destination);
-    its scan is stopped at the end when it was not used."""
-    try:
-        return _run_remote(src, dst, dst_arg, opts, progress, confirm, conn, carrier, early)
-    finally:
-        if early is not None:
-            early.own.drop()
-
-
-def _run_remote(src: Endpoint, dst: Endpoint, dst_arg: str, opts: Options, progress: Progress,
-                confirm: Confirm, conn: Connection, carrier: CarrierChoice,
-                early: Destination | None) -> dict[str, Any]:
+    """`early`: a pull's DESTINATION made before this module's imports (early_destination),
+    used if the tree lands there; the caller stops its scan in the end."""
     if isinstance(src, Remote) and isinstance(dst, Remote):
         raise UsageError("remote to remote is not supported: one side must be local")
     remote = dst if isinstance(dst, Remote) else src
@@ -201,6 +191,8 @@ def _pull(api: DaemonClient, src: Remote, dst_arg: str, opts: Options, progress:
         if early is not None and (early.root, early.single_name) == (where.root, where.single_name):
             dest = early
         else:
+            if early is not None:
+                early.own.drop()  # the tree lands elsewhere: not a scan to keep running
             dest = make_destination(where, opts, progress)
         # A fresh DESTINATION compares and deletes nothing: it plans each part of the manifest
         # while the daemon still scans, and bytes flow meanwhile. Otherwise the whole manifest

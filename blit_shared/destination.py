@@ -75,7 +75,7 @@ class Destination:
         """The plan when the SOURCE manifest is this tree's own scan (own.matches, or a
         SOURCE that sent an equal digest): nothing is compared, or even decoded."""
         with self._lock:
-            self._start_plan()
+            self._start_plan(keep_mtimes=True)
             self.plan, self.complete = unchanged(self.own.count()), True
             self.progress.planned(self.plan.counts())
             return self.plan
@@ -109,12 +109,23 @@ class Destination:
             self.progress.planned(self.plan.counts())
             return self.plan.need[before:]
 
-    def _start_plan(self) -> None:
+    def _start_plan(self, *, keep_mtimes: bool = False) -> None:
         """Rid this tree of the temp files a killed transfer left (before anything is
-        compared; a forked prescan's head lists them, its entries may not be needed)."""
+        compared; a forked prescan's head lists them, its entries may not be needed).
+        `keep_mtimes`: the directories they were in keep their modification times (an
+        unchanged plan sets no directory's metadata at finish, as make_plan's does)."""
         temps = self.own.temps()
-        if temps:
-            remove_stale(self._remove_temp, temps)
+        if not temps:
+            return
+        tree = self._tree()
+        kept = {}
+        for parent in {t.rpartition("/")[0] for t in temps} if keep_mtimes else ():
+            with contextlib.suppress(OSError):
+                kept[parent] = tree.lstat(parent).st_mtime_ns
+        remove_stale(self._remove_temp, temps)
+        for parent, mtime_ns in kept.items():
+            with contextlib.suppress(OSError):
+                tree.set_mtime(parent, mtime_ns)
 
     def _remove_temp(self, rel: str) -> None:
         """A temp file, or a staged directory with what it holds."""

@@ -30,12 +30,21 @@ class ForkedScan:
         self._head: dict[str, object] | None = None
         self._manifest: Manifest | None = None
         self._failed = False
+        self._fd: int | None = None
+        parent = os.getpid()
         read_end, write_end = os.pipe()
-        self._pid = os.fork()
+        try:
+            self._pid = os.fork()
+        except OSError:  # (a process limit): the caller scans in-process instead
+            os.close(read_end)
+            os.close(write_end)
+            self._failed = True
+            return
         if self._pid == 0:  # the child: scan, send, and leave without running the parent's exits
             status = 1
             try:
                 os.close(read_end)
+                _end_with(parent)
                 manifest = scan()
                 head = {"digest": digest(manifest), "errors": manifest.errors,
                         "temps": manifest.temps, "count": len(manifest.entries)}
@@ -45,7 +54,7 @@ class ForkedScan:
             finally:
                 os._exit(status)
         os.close(write_end)
-        self._fd: int | None = read_end
+        self._fd = read_end
 
     def head(self) -> dict[str, object] | None:
         """{"digest", "errors", "temps", "count"} of the child's scan."""
@@ -96,6 +105,17 @@ class ForkedScan:
             chunks.append(chunk)
             left -= len(chunk)
         return b"".join(chunks)
+
+
+def _end_with(parent: int) -> None:
+    """Have the kernel kill this child when its parent dies (a killed blit must not leave a
+    scan running: with --checksum it would hash the whole tree for nobody)."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes  # (only the child pays for the import)
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # died before the request took effect
+        os._exit(1)
 
 
 def _send(fd: int, data: bytes) -> None:

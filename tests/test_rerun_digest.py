@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -16,7 +18,7 @@ from blit_shared.forkscan import ForkedScan
 from blit_shared.manifest import Manifest, scan
 from blit_shared.progress import Progress
 from tests.daemon import running_daemon
-from tests.helpers import assert_same_tree, blit
+from tests.helpers import assert_same_tree, blit, wait_for
 
 
 def make(root: Path) -> None:
@@ -137,3 +139,55 @@ def test_a_failed_forked_scan_is_redone_in_process_for_its_error(tmp_path: Path)
     dest.own.start(forked=True)
     with pytest.raises(Conflict, match="not a directory"):
         dest.own.digest()
+
+
+def test_a_stale_temp_removed_on_the_digest_path_leaves_its_directory_as_it_was(
+        tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make(src)
+    args = ("mirror", "-y", "--json", f"{src}/", f"{dst}/")
+    assert blit(*args).returncode == 0
+    # As a `cp -a` of a tree with a killed run's temp in it: the directory's mtime is the
+    # source's, so the digests match and nothing but the temp is to be done.
+    (dst / "d" / ".blit-tmp.4999999.abc.f2.txt").write_text("half")
+    stamp = (src / "d").stat().st_mtime_ns
+    os.utime(dst / "d", ns=(stamp, stamp))
+    again = json.loads(blit(*args).stdout.splitlines()[-1])
+    assert again["files_transferred"] == 0 and again["files_skipped"] == 31
+    assert_same_tree(src, dst)  # the temp is gone, d's mtime is the source's
+
+
+def test_a_fork_that_fails_means_a_scan_in_process(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    make(tmp_path / "t")
+
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    forked = ForkedScan(lambda: scan(str(tmp_path / "t")), Manifest.digest)
+    assert forked.head() is None and forked.manifest() is None
+    dest = Destination(str(tmp_path / "t"), Progress())
+    dest.own.start(forked=True)
+    assert dest.own.count() == 32 and dest.own.matches(scan(str(tmp_path / "t")))
+
+
+def test_a_forked_scan_ends_with_its_parent(tmp_path: Path) -> None:
+    script = ("import os, signal, sys, time\n"
+              "from blit_shared.forkscan import ForkedScan\n"
+              "forked = ForkedScan(lambda: time.sleep(60), lambda m: None)\n"
+              "print(forked._pid, flush=True)\n"
+              "time.sleep(0.3)\n"  # the child is asleep in its 'scan'
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=30)
+    child = int(out.stdout.split()[0])
+
+    def gone() -> bool:
+        try:
+            with open(f"/proc/{child}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+        except FileNotFoundError:
+            return True
+
+    assert wait_for(gone, 10), "the scan outlived the process that started it"
