@@ -33,7 +33,7 @@ def test_a_span_changed_in_transit_fails_its_file(tmp_path: Path) -> None:
     data = os.urandom(4096)
     entry = Entry("f.bin", "f", len(data), 1, 0o644)
     sink = Sink(str(tmp_path), [entry], Progress())
-    tampered = data[:100] + b"X" + data[101:]
+    tampered = data[:100] + bytes([data[100] ^ 0xFF]) + data[101:]  # (b"X" was it 1 in 256)
     feed_all(Receiver(sink),
              wire.encode_header(wire.Record(wire.FILE, "f.bin", 4096, 0, 4096)) + tampered,
              wire.encode_done("f.bin", 4096, 0, digest(data)))
