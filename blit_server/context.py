@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from starlette.requests import Request
@@ -35,6 +36,7 @@ def session_of(request: Request) -> Session:
     daemon = daemon_of(request)
     s = daemon.sessions.get(request.path_params["id"])
     authorize(request, daemon.config, s.module)
+    s.touched = time.monotonic()
     return s
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import stat
@@ -33,8 +34,11 @@ from blit_shared.tuning import Tuning
 from .config import Module
 
 TOKEN_TTL = 60.0
-SESSION_TTL = 3600.0
+# A session nobody asked about and whose streams moved nothing for this long is abandoned.
+SESSION_IDLE = 3600.0
 KEEP_SUMMARIES = 1000
+
+log = logging.getLogger("blitd")
 
 
 @dataclass
@@ -69,6 +73,8 @@ class Session:
     fresh: bool = False  # push: nothing at the destination yet, so the manifest may come in parts
     parts_lock: threading.Lock = field(default_factory=threading.Lock)
     created: float = field(default_factory=time.monotonic)
+    touched: float = field(default_factory=time.monotonic)  # the last request for it (or byte)
+    _moved: tuple[int, int] = (0, 0)  # (bytes done, streams done) when last looked at
     events: list[dict[str, Any]] = field(default_factory=list)
     cond: threading.Condition = field(default_factory=threading.Condition)
 
@@ -111,6 +117,30 @@ class Session:
     @property
     def role(self) -> str:
         return "destination" if self.direction == "push" else "source"
+
+    def idle_for(self, now: float) -> float:
+        """Seconds since the last request for this session or the last move of its streams
+        (a long transfer is not idle, however old)."""
+        moved = (self.progress.bytes_done, self.streams_done)
+        if moved != self._moved:
+            self._moved, self.touched = moved, now
+        return now - self.touched
+
+    def end_need(self) -> None:
+        """No more need parts will come: the SOURCE's streams end after what is queued."""
+        with self.parts_lock:
+            if self.need_more and self.queue is not None and self.tuning is not None:
+                self.need_more = False
+                Source.end(self.queue, self.tuning.streams)
+
+    def abandon(self) -> None:
+        """Stop a transfer whose client gave up (DELETE) or went away: its SOURCE streams end,
+        and a DESTINATION keeps what is complete and drops the rest (Destination.interrupt:
+        temps removed, staged directories put in place)."""
+        self.aborted = True
+        self.end_need()
+        if self.destination is not None and self.summary is None:
+            self.destination.interrupt()
 
     def stream_finished(self, error: str | None = None) -> None:
         with self.cond:
@@ -219,10 +249,12 @@ class Sessions:
     def _add(self, session: Session) -> Session:
         with self._lock:
             now = time.monotonic()
-            for sid, s in list(self._sessions.items()):
-                if now - s.created > SESSION_TTL:
-                    del self._sessions[sid]
+            idle = [s for s in self._sessions.values() if s.idle_for(now) > SESSION_IDLE]
             self._sessions[session.id] = session
+        for s in idle:  # (outside the lock: a DESTINATION's interrupt touches its files)
+            log.warning("transfer %s abandoned: idle for %.0f s", s.id, now - s.touched)
+            self.drop(s.id)
+            s.abandon()
         return session
 
     # -- opening -----------------------------------------------------------------------------

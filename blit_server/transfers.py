@@ -17,7 +17,6 @@ from blit_shared.errors import Conflict, ProtocolError, UsageError
 from blit_shared.manifest import part_size
 from blit_shared.options import Options
 from blit_shared.paths import check_relpath
-from blit_shared.source import Source
 from blit_shared.tuning import tune
 
 from .context import Daemon, daemon_of, module_of, retired_summary, session_of
@@ -267,7 +266,7 @@ async def finish(request: Request) -> Response:
     s = session_of(request)
     data = await read_json(request)
     if s.need_more:
-        _end_need(s)
+        s.end_need()
         raise Conflict("the need list is not complete: send its last part first")
     dest = s.destination
     if dest is not None and dest.plan is not None and not dest.complete:
@@ -294,14 +293,6 @@ async def finish(request: Request) -> Response:
     return JSON(s.summary)
 
 
-def _end_need(s: Session) -> None:
-    """No more need parts will come: the SOURCE's streams end after what is queued."""
-    with s.parts_lock:
-        if s.need_more and s.queue is not None and s.tuning is not None:
-            s.need_more = False
-            Source.end(s.queue, s.tuning.streams)
-
-
 def _scalar_fields(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in list(data.items())[:50]
             if isinstance(k, str) and isinstance(v, int | float | str | bool | None)}
@@ -320,10 +311,7 @@ async def abort(request: Request) -> Response:
     if retired_summary(request) is not None:
         return JSON({"ok": True, "finished": True})
     s = session_of(request)
-    s.aborted = True
-    _end_need(s)
-    if s.destination is not None and s.summary is None:
-        await run_in_threadpool(s.destination.interrupt)
+    await run_in_threadpool(s.abandon)
     record_transfer(request, s, "aborted")
     daemon.sessions.drop(s.id)
     return JSON({"ok": True})
