@@ -99,7 +99,7 @@ def make_destination(where: Placement, opts: Options, progress: Progress) -> Des
                        mirror=opts.mirror, checksum=opts.checksum,
                        single_name=where.single_name,
                        allow_empty_source=opts.allow_empty_source,
-                       max_delete=opts.max_delete)
+                       max_delete=opts.max_delete, dry_run=opts.dry_run)
 
 
 def dry_run_result(report: dict[str, Any], counts: dict[str, int], progress: Progress,

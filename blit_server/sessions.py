@@ -280,7 +280,7 @@ class Sessions:
                            mirror=options.mirror, checksum=options.checksum,
                            single_name=where.single_name,
                            allow_empty_source=options.allow_empty_source,
-                           max_delete=options.max_delete)
+                           max_delete=options.max_delete, dry_run=options.dry_run)
         session.destination = dest
         session.fresh = where.fresh()
         self._add(session)

@@ -32,8 +32,10 @@ class Destination:
 
     def __init__(self, root: str, progress: Progress, *, excludes: Excludes | None = None,
                  mirror: bool = False, checksum: bool = False, single_name: str | None = None,
-                 allow_empty_source: bool = False, max_delete: int | None = None) -> None:
+                 allow_empty_source: bool = False, max_delete: int | None = None,
+                 dry_run: bool = False) -> None:
         self.root = root
+        self.dry_run = dry_run  # plan only: not even a stale temp file is removed
         self.progress = progress
         self.excludes = excludes or Excludes()
         self.mirror = mirror and single_name is None
@@ -115,7 +117,7 @@ class Destination:
         `keep_mtimes`: the directories they were in keep their modification times (an
         unchanged plan sets no directory's metadata at finish, as make_plan's does)."""
         temps = self.own.temps()
-        if not temps:
+        if not temps or self.dry_run:
             return
         tree = self._tree()
         kept = {}

@@ -191,3 +191,23 @@ def test_a_forked_scan_ends_with_its_parent(tmp_path: Path) -> None:
             return True
 
     assert wait_for(gone, 10), "the scan outlived the process that started it"
+
+
+def test_a_dry_run_leaves_even_a_stale_temp_file(tmp_path: Path) -> None:
+    src, mod, pulled, local = (tmp_path / n for n in ("src", "mod", "pulled", "local"))
+    make(src)
+    mod.mkdir()
+    stale = ".blit-tmp.4999999.abc.f1.txt"
+    with running_daemon(tmp_path, "--module", f"m={mod}") as d:
+        for dst, landed in ((d.url("m", "t") + "/", mod / "t"), (f"{local}/", local)):
+            assert blit("copy", f"{src}/", dst).returncode == 0
+            (landed / "d" / stale).write_text("half")
+            assert blit("mirror", "-n", f"{src}/", dst).returncode == 0
+            assert (landed / "d" / stale).exists(), dst
+        assert blit("copy", d.url("m", "t") + "/", f"{pulled}/").returncode == 0
+        (pulled / "d" / stale).write_text("half")
+        assert blit("mirror", "-n", d.url("m", "t") + "/", f"{pulled}/").returncode == 0
+        assert (pulled / "d" / stale).exists()
+        # A real run removes it.
+        assert blit("mirror", "-y", d.url("m", "t") + "/", f"{pulled}/").returncode == 0
+        assert not (pulled / "d" / stale).exists()
