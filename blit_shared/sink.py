@@ -37,6 +37,8 @@ class Partial:
     received: int = 0
     spans: set[int] = field(default_factory=set)
     failed: bool = False
+    writers: int = 0  # streams inside write_at now: the last one out closes a failed fd
+    closed: bool = False
 
 
 class Sink:
@@ -167,8 +169,12 @@ class Sink:
             return p
 
     def write_at(self, p: Partial, offset: int, data: bytes | memoryview) -> None:
-        if p.failed:
-            return
+        # In and out under the lock: close() (an interrupt, streams still running) must not
+        # close the descriptor under a pwrite, whose number could by then name another file.
+        with self._lock:
+            if p.failed:
+                return
+            p.writers += 1
         try:
             view = memoryview(data)
             while view:
@@ -177,6 +183,11 @@ class Sink:
         except OSError as exc:
             self.fail(p.entry.path, exc.strerror or str(exc))
             return
+        finally:
+            with self._lock:
+                p.writers -= 1
+                if p.failed:
+                    self._close_unused(p)
         self.progress.add_bytes(len(data))
 
     def span_done(self, p: Partial, offset: int, length: int) -> None:
@@ -246,19 +257,29 @@ class Sink:
         self.progress.file_failed(path, reason)
 
     def close(self) -> None:
-        """Abort what is still incomplete: temp files go, the final names stay untouched."""
+        """Abort what is still incomplete: temp files go, the final names stay untouched. A
+        descriptor a stream is writing to is closed by that stream as it leaves write_at."""
         with self._lock:
             partials, self._partials = list(self._partials.values()), {}
             dead, self._dead = self._dead, []
+            for p in partials:
+                p.failed = True
+                self._close_unused(p)
+            for p in dead:  # unlinked when they failed: in a staged directory that name is final
+                self._close_unused(p)
         for p in partials:
-            p.failed = True
-            self._discard(p.fd, p.temp)
-        for p in dead:  # unlinked when they failed: in a staged directory that name is final
-            with contextlib.suppress(OSError):
-                os.close(p.fd)
+            self._unlink(p.temp)
         for path in self.expected:
             if path not in self.done and path not in self.failed:
                 self.fail(path, "not received")
+
+    @staticmethod
+    def _close_unused(p: Partial) -> None:
+        """Close a failed Partial's descriptor once no stream is writing to it (under _lock)."""
+        if not p.closed and p.writers == 0:
+            p.closed = True
+            with contextlib.suppress(OSError):
+                os.close(p.fd)
 
     def _discard(self, fd: int, temp: str) -> None:
         with contextlib.suppress(OSError):

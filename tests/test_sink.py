@@ -291,3 +291,34 @@ def test_shard_garbage_raises_only_protocol_error(tmp_path: Path, junk: bytes,
     assert not temps(root)
     for name in os.listdir(root):
         assert name in ("a", "b")
+
+
+def test_close_leaves_a_descriptor_a_stream_is_writing_to_for_that_stream_to_close(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupt closes the Sink while streams still run: a descriptor closed under a
+    pwrite could be reused by the next open, and the stream's bytes would land there."""
+    e = Entry("big.bin", FILE, 2 << 20, 1, 0o644)
+    sink = Sink(str(tmp_path), [e], Progress())
+    p = sink.open_span(e)
+    assert p is not None
+    inside, release = threading.Event(), threading.Event()
+    real_pwrite = os.pwrite
+
+    def slow_pwrite(fd: int, data: memoryview, offset: int) -> int:
+        inside.set()
+        release.wait(10)
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", slow_pwrite)
+    writer = threading.Thread(target=sink.write_at, args=(p, 0, b"x" * 1024))
+    writer.start()
+    assert inside.wait(10)
+    sink.close()  # the interrupt, mid-write
+    os.fstat(p.fd)  # still open: the writer is inside
+    assert not [n for n in os.listdir(tmp_path) if TEMP_MARK in n]  # the name is gone already
+    release.set()
+    writer.join(10)
+    with pytest.raises(OSError):
+        os.fstat(p.fd)  # closed by the writer as it left
+    sink.write_at(p, 1024, b"y")  # a later write is refused, not sent to a stale number
+    assert sink.failed == {"big.bin": "not received"}
