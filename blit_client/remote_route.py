@@ -123,7 +123,8 @@ def _push(api: DaemonClient, src_arg: str, dst: Remote, opts: Options, progress:
 
         def http(_: str) -> None:
             api.put_stream(f"/v1/transfers/{sid}/stream",
-                           http_chunks(stream_frames(source, payloads, refill=refill)))
+                           http_chunks(stream_frames(source, payloads, refill=refill),
+                                       spans=not api.http2))  # (h2 slices what it sends)
 
         _run_streams(api, grant, first, tcp, http)
         summary = api.call("POST", f"/v1/transfers/{sid}/finish", {})

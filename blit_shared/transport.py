@@ -157,14 +157,40 @@ def receive(sock: socket.socket, receiver: Receiver, bufsize: int = 1 << 20,
 
 
 # -- HTTP -----------------------------------------------------------------------------------------
-def http_chunks(frames: Iterable[Frame], chunk: int = HTTP_CHUNK) -> Iterator[bytes]:
-    """A record stream as body chunks of about `chunk` bytes (headers coalesced with data)."""
+class SpanChunk:
+    """A file span as one HTTP body chunk, read as it is sent (read_span: `chunk` bytes at a
+    time, hashed as they go) by a body writer that knows it (the client's HTTP/1.1 writer,
+    h2tuning). One chunk per span rather than per read: the receiving daemon's socket reads
+    then fall inside one chunk and are handed on whole, where a chunk boundary in every read
+    made h11 cut (copy) both sides of it."""
+
+    __slots__ = ("span", "chunk")
+
+    def __init__(self, span: FileSpan, chunk: int) -> None:
+        self.span, self.chunk = span, chunk
+
+    def __len__(self) -> int:
+        return self.span.length
+
+    def pieces(self) -> Iterator[bytes]:
+        return read_span(self.span, self.chunk)
+
+
+def http_chunks(frames: Iterable[Frame], chunk: int = HTTP_CHUNK, *,
+                spans: bool = False) -> Iterator[bytes | SpanChunk]:
+    """A record stream as body chunks of about `chunk` bytes (headers coalesced with data).
+    `spans`: a file span of BIG_FRAME or more is one SpanChunk (its writer reads it)."""
     pending = bytearray()
     for frame in frames:
         if frame is FLUSH:
             if pending:
                 yield bytes(pending)
                 pending.clear()
+        elif spans and isinstance(frame, FileSpan) and frame.length >= BIG_FRAME:
+            if pending:
+                yield bytes(pending)
+                pending.clear()
+            yield SpanChunk(frame, chunk)
         elif isinstance(frame, FileSpan):
             for data in read_span(frame, chunk):
                 if pending:
