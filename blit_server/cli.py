@@ -19,7 +19,7 @@ from hypercorn.middleware import ProxyFixMiddleware
 from blit_shared import __version__
 from blit_shared.errors import EXIT_USAGE, BlitError, UsageError
 
-from . import h2tuning, logs
+from . import h2tuning, heap, logs
 from .app import create_app
 from .config import (
     DEFAULT_PORT,
@@ -73,6 +73,7 @@ def run(config: DaemonConfig, reload: Callable[[], dict[str, Module]] | None = N
     """Serve until SIGINT/SIGTERM; open transfers are aborted, their temp files removed.
     SIGHUP replaces the modules with what `reload` returns (the config file's, re-read)."""
     h2tuning.install()
+    heap.keep_buffers()
     sessions = Sessions()
     data_plane = None
     if not config.force_http:
