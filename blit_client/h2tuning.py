@@ -68,25 +68,28 @@ def _send_event(self: Any, event: h11.Event, timeout: float | None = None) -> No
             for data in piece.pieces() if isinstance(piece, SpanChunk) else (piece,):
                 stream.write(data, timeout=timeout)
         return
+    views: list[memoryview] = []  # (a SpanChunk's size line goes with its first piece)
+    for piece in pieces:
+        if not isinstance(piece, SpanChunk):
+            views.append(memoryview(piece))
+            continue
+        # Read outside the write-error mapping: httpcore swallows a WriteError to wait for
+        # the response, which a daemon still owed this chunk never sends (a read error must
+        # end the request at once, as itself).
+        for data in piece.pieces():
+            views.append(memoryview(data))
+            _send_views(sock, views, timeout)
+            views = []
+    _send_views(sock, views, timeout)
+
+
+def _send_views(sock: socket.socket, views: list[memoryview], timeout: float | None) -> None:
     with map_exceptions(_WRITE_ERRORS):
         sock.settimeout(timeout)
-        views: list[memoryview] = []  # (a SpanChunk's size line goes with its first piece)
-        for piece in pieces:
-            if not isinstance(piece, SpanChunk):
-                views.append(memoryview(piece))
-                continue
-            for data in piece.pieces():
-                views.append(memoryview(data))
-                _send_views(sock, views)
-                views = []
-        _send_views(sock, views)
-
-
-def _send_views(sock: socket.socket, views: list[memoryview]) -> None:
-    while views:
-        sent = sock.sendmsg(views)
-        while views and sent >= len(views[0]):
-            sent -= len(views[0])
-            views.pop(0)
-        if sent:
-            views[0] = views[0][sent:]
+        while views:
+            sent = sock.sendmsg(views)
+            while views and sent >= len(views[0]):
+                sent -= len(views[0])
+                views.pop(0)
+            if sent:
+                views[0] = views[0][sent:]

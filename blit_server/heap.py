@@ -14,7 +14,9 @@ import ctypes
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
 MMAP_THRESHOLD = 4 << 20
-TRIM_THRESHOLD = 32 << 20  # freed memory kept for reuse, at most (RSS stays up to this much)
+# Freed memory kept for reuse, at most, per malloc arena (glibc keeps one per thread that
+# allocated at the same time, up to 8 per core): what the HTTP carrier's reads cycle through.
+TRIM_THRESHOLD = 32 << 20
 
 
 def keep_buffers() -> bool:

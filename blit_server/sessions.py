@@ -250,11 +250,17 @@ class Sessions:
         with self._lock:
             now = time.monotonic()
             idle = [s for s in self._sessions.values() if s.idle_for(now) > SESSION_IDLE]
+            for s in idle:  # taken out here: a concurrent open cannot abandon it twice
+                del self._sessions[s.id]
+            self._tokens = {k: v for k, v in self._tokens.items()
+                            if v[1] not in {s.id for s in idle}} if idle else self._tokens
             self._sessions[session.id] = session
         for s in idle:  # (outside the lock: a DESTINATION's interrupt touches its files)
             log.warning("transfer %s abandoned: idle for %.0f s", s.id, now - s.touched)
-            self.drop(s.id)
-            s.abandon()
+            try:
+                s.abandon()
+            except Exception:  # never the new session's failure
+                log.exception("transfer %s: abandoning it failed", s.id)
         return session
 
     # -- opening -----------------------------------------------------------------------------

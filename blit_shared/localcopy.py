@@ -72,17 +72,21 @@ def _copy_range(sink: Sink, p: Partial, fd: int, offset: int, length: int,
     """copy_file_range (in-kernel, reflink-capable), else pread/pwrite; False when it failed."""
     end = offset + length
     try:
-        while offset < end:
-            try:
-                n = os.copy_file_range(fd, p.fd, min(end - offset, COPY_STEP), offset, offset)
-            except OSError as exc:
-                if exc.errno not in _NO_COPY_RANGE:
-                    raise
-                break
-            if n == 0:
-                raise SourceChanged(f"{p.entry.path}: shrank while being transferred")
-            offset += n
-            sink.progress.add_bytes(n)
+        with sink.writing(p) as usable:  # (the descriptor is not closed under the copy)
+            while usable and offset < end:
+                try:
+                    n = os.copy_file_range(fd, p.fd, min(end - offset, COPY_STEP), offset,
+                                           offset)
+                except OSError as exc:
+                    if exc.errno not in _NO_COPY_RANGE:
+                        raise
+                    break
+                if n == 0:
+                    raise SourceChanged(f"{p.entry.path}: shrank while being transferred")
+                offset += n
+                sink.progress.add_bytes(n)
+        if not usable:
+            return False
         while offset < end:
             data = os.pread(fd, min(buffer, end - offset), offset)
             if not data:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from . import tarshard
@@ -37,8 +39,10 @@ class Partial:
     received: int = 0
     spans: set[int] = field(default_factory=set)
     failed: bool = False
-    writers: int = 0  # streams inside write_at now: the last one out closes a failed fd
-    closed: bool = False
+    complete: bool = False  # every byte counted: to be renamed into place
+    writers: int = 0  # streams writing to `fd` now (Sink.writing): the last one out closes
+    closed: bool = False  # a failed file's fd, or finishes a complete one
+    finishing: bool = False
 
 
 class Sink:
@@ -169,26 +173,42 @@ class Sink:
             return p
 
     def write_at(self, p: Partial, offset: int, data: bytes | memoryview) -> None:
-        # In and out under the lock: close() (an interrupt, streams still running) must not
-        # close the descriptor under a pwrite, whose number could by then name another file.
-        with self._lock:
-            if p.failed:
+        with self.writing(p) as usable:
+            if not usable:
                 return
-            p.writers += 1
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.pwrite(p.fd, view, offset)
-                view, offset = view[n:], offset + n
-        except OSError as exc:
-            self.fail(p.entry.path, exc.strerror or str(exc))
-            return
-        finally:
-            with self._lock:
-                p.writers -= 1
-                if p.failed:
-                    self._close_unused(p)
+            try:
+                view = memoryview(data)
+                while view:
+                    n = os.pwrite(p.fd, view, offset)
+                    view, offset = view[n:], offset + n
+            except OSError as exc:
+                self.fail(p.entry.path, exc.strerror or str(exc))
+                return
         self.progress.add_bytes(len(data))
+
+    @contextmanager
+    def writing(self, p: Partial) -> Iterator[bool]:
+        """Hold `p.fd` for writing; yields False (write nothing) once the file failed or is
+        complete. Its descriptor is closed, or the file renamed into place, only once no
+        writer holds it: an interrupt (close()) or overlapping spans must not close it under
+        a write, whose number could by then name another file."""
+        with self._lock:
+            usable = not (p.failed or p.complete)
+            if usable:
+                p.writers += 1
+        try:
+            yield usable
+        finally:
+            if usable:
+                with self._lock:
+                    p.writers -= 1
+                    if p.failed:
+                        self._close_unused(p)
+                    settle = p.complete and not p.writers and not p.finishing
+                    if settle:
+                        p.finishing = True
+                if settle:
+                    self._settle(p)
 
     def span_done(self, p: Partial, offset: int, length: int) -> None:
         """Count a finished span; the last one renames the file into place."""
@@ -203,6 +223,14 @@ class Sink:
                 return
             del self._partials[p.entry.path]
             self._writing.add(p.entry.path)  # in hand until renamed: settled once, below
+            p.complete = True
+            if p.writers:  # (overlapping spans, never sent by blit): the last writer settles
+                return
+            p.finishing = True
+        self._settle(p)
+
+    def _settle(self, p: Partial) -> None:
+        """Rename a complete file into place (or fail it), once."""
         try:
             self._finish(p.fd, p.temp, p.entry)
         except OSError as exc:
@@ -269,8 +297,8 @@ class Sink:
                 self._close_unused(p)
         for p in partials:
             self._unlink(p.temp)
-        for path in self.expected:
-            if path not in self.done and path not in self.failed:
+        for path in self.expected:  # (a file in hand settles itself: done, or failed)
+            if path not in self.done and path not in self.failed and path not in self._writing:
                 self.fail(path, "not received")
 
     @staticmethod

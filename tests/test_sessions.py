@@ -43,3 +43,20 @@ def test_an_idle_session_is_abandoned_and_a_long_busy_one_kept(tmp_path: Path) -
     assert idle.aborted
     assert not [p for p in (mod / "idle").rglob("*") if TEMP_MARK in p.name]
     assert not (mod / "idle" / "a" / "f1").exists()  # nothing half-written appeared
+
+
+def test_abandoning_an_idle_session_never_fails_a_new_one(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    module = Module("m", str(tmp_path))
+    sessions = registry.Sessions()
+    idle = sessions.open_push(module, "idle", True, DIR, "x", True, Options())
+    idle.created = idle.touched = time.monotonic() - 2 * registry.SESSION_IDLE
+
+    def broken() -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(idle, "abandon", broken)
+    new = sessions.open_push(module, "new", True, DIR, "x", True, Options())
+    assert sessions.get(new.id) is new
+    with pytest.raises(NotFound):
+        sessions.get(idle.id)

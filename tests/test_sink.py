@@ -322,3 +322,40 @@ def test_close_leaves_a_descriptor_a_stream_is_writing_to_for_that_stream_to_clo
         os.fstat(p.fd)  # closed by the writer as it left
     sink.write_at(p, 1024, b"y")  # a later write is refused, not sent to a stale number
     assert sink.failed == {"big.bin": "not received"}
+
+
+def test_a_file_completed_under_a_writer_is_finished_by_that_writer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Overlapping spans (never sent by blit, possible from a hostile SOURCE) can complete a
+    file while another stream still writes to it: it is renamed and its descriptor closed
+    only when that write is over."""
+    e = Entry("f.bin", FILE, 2048, 1, 0o644)
+    sink = Sink(str(tmp_path), [e], Progress())
+    p = sink.open_span(e)
+    assert p is not None
+    inside, release = threading.Event(), threading.Event()
+    real_pwrite = os.pwrite
+
+    def held_pwrite(fd: int, data: memoryview, offset: int) -> int:
+        if offset == 0:
+            inside.set()
+            release.wait(10)
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", held_pwrite)
+    writer = threading.Thread(target=sink.write_at, args=(p, 0, b"a" * 1024))
+    writer.start()
+    assert inside.wait(10)
+    sink.write_at(p, 1024, b"b" * 1024)
+    sink.span_done(p, 1024, 1024)
+    sink.span_done(p, 0, 2048)  # overlaps: counts the file complete, the writer still inside
+    os.fstat(p.fd)  # not closed under the writer
+    assert not (tmp_path / "f.bin").exists()
+    release.set()
+    writer.join(10)
+    assert (tmp_path / "f.bin").read_bytes() == b"a" * 1024 + b"b" * 1024
+    assert sink.done == {"f.bin"}
+    with pytest.raises(OSError):
+        os.fstat(p.fd)
+    sink.close()
+    assert sink.failed == {}
