@@ -123,3 +123,24 @@ def test_a_span_read_by_its_carrier_is_hashed_once_and_alike(tmp_path: Path) -> 
         assert len(b"".join(read_span(unverified, MiB))) == MiB and unverified.digest is None
     finally:
         os.close(fd)
+
+
+def test_the_digest_of_a_span_past_the_end_is_of_what_is_sent_for_it(tmp_path: Path) -> None:
+    """A file truncated under a transfer: the carrier sends zeros for the missing bytes, and
+    the span's digest is theirs (computed by reading, never through a mapping, which would
+    kill the process with SIGBUS)."""
+    from blit_shared.hashing import span_digest
+    from blit_shared.source import FileSpan, read_span
+
+    data = os.urandom(MiB + 5)
+    (tmp_path / "f").write_bytes(data)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        os.truncate(tmp_path / "f", MiB // 2)
+        span = FileSpan(fd, 100, MiB, verify=True)
+        sent = b"".join(read_span(span, 64 * 1024))
+        assert sent == data[100:MiB // 2] + bytes(MiB - (MiB // 2 - 100))
+        assert span_digest(fd, 100, MiB) == span.digest == digest(sent)
+        assert span_digest(fd, 0, 0) == digest(b"")
+    finally:
+        os.close(fd)
