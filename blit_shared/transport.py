@@ -93,7 +93,7 @@ def send_frames(sock: socket.socket, frames: Iterable[Frame]) -> None:
             if frame is FLUSH:
                 continue
             if encrypted:
-                for data in read_span(frame, HTTP_CHUNK):
+                for data in read_span(frame, HTTP_CHUNK, reuse=True):  # (sent at once)
                     sock.sendall(data)
             else:
                 _sendfile(sock, frame)
@@ -172,8 +172,9 @@ class SpanChunk:
     def __len__(self) -> int:
         return self.span.length
 
-    def pieces(self) -> Iterator[bytes]:
-        return read_span(self.span, self.chunk)
+    def pieces(self) -> Iterator[bytes | memoryview]:
+        """Views of one reused buffer: each must be sent before the next is asked for."""
+        return read_span(self.span, self.chunk, reuse=True)
 
 
 def http_chunks(frames: Iterable[Frame], chunk: int = HTTP_CHUNK, *,
