@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -260,8 +261,18 @@ def main() -> None:
     except OSError as exc:
         print(f"blit: error: {exc}", file=sys.stderr)
         code = _fatal("io", str(exc), EXIT_FATAL)
-    sys.stdout.flush()
-    sys.exit(code if isinstance(code, int) else EXIT_OK)
+    code = code if isinstance(code, int) else EXIT_OK
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # (a reader that went away: nothing more can be said)
+        code = code or EXIT_FATAL
+    if sys.gettrace() is not None or sys.getprofile() is not None:
+        sys.exit(code)  # (a profiler or coverage reports at exit)
+    # Everything the run opened is closed: skip the interpreter's teardown, which frees every
+    # object one by one (no-op re-runs of 20,000 files: local 0.165 -> 0.152 s, pull 0.248 ->
+    # 0.226 s, push 0.270 -> 0.247 s).
+    os._exit(code)
 
 
 if __name__ == "__main__":
