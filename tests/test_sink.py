@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from blit_shared.errors import ProtocolError
 from blit_shared.manifest import FILE, Entry
 from blit_shared.progress import Progress
-from blit_shared.sink import Sink
+from blit_shared.sink import Partial, Sink
 from blit_shared.temps import TEMP_MARK, temp_name
 
 NS = 1_650_000_000_111_222_333
@@ -301,18 +301,7 @@ def test_close_leaves_a_descriptor_a_stream_is_writing_to_for_that_stream_to_clo
     sink = Sink(str(tmp_path), [e], Progress())
     p = sink.open_span(e)
     assert p is not None
-    inside, release = threading.Event(), threading.Event()
-    real_pwrite = os.pwrite
-
-    def slow_pwrite(fd: int, data: memoryview, offset: int) -> int:
-        inside.set()
-        release.wait(10)
-        return real_pwrite(fd, data, offset)
-
-    monkeypatch.setattr(os, "pwrite", slow_pwrite)
-    writer = threading.Thread(target=sink.write_at, args=(p, 0, b"x" * 1024))
-    writer.start()
-    assert inside.wait(10)
+    release, writer = _writer_held_in_pwrite(monkeypatch, sink, p, b"x" * 1024)
     sink.close()  # the interrupt, mid-write
     os.fstat(p.fd)  # still open: the writer is inside
     assert not [n for n in os.listdir(tmp_path) if TEMP_MARK in n]  # the name is gone already
@@ -333,19 +322,7 @@ def test_a_file_completed_under_a_writer_is_finished_by_that_writer(
     sink = Sink(str(tmp_path), [e], Progress())
     p = sink.open_span(e)
     assert p is not None
-    inside, release = threading.Event(), threading.Event()
-    real_pwrite = os.pwrite
-
-    def held_pwrite(fd: int, data: memoryview, offset: int) -> int:
-        if offset == 0:
-            inside.set()
-            release.wait(10)
-        return real_pwrite(fd, data, offset)
-
-    monkeypatch.setattr(os, "pwrite", held_pwrite)
-    writer = threading.Thread(target=sink.write_at, args=(p, 0, b"a" * 1024))
-    writer.start()
-    assert inside.wait(10)
+    release, writer = _writer_held_in_pwrite(monkeypatch, sink, p, b"a" * 1024)
     sink.write_at(p, 1024, b"b" * 1024)
     sink.span_done(p, 1024, 1024)
     sink.span_done(p, 0, 2048)  # overlaps: counts the file complete, the writer still inside
@@ -359,3 +336,22 @@ def test_a_file_completed_under_a_writer_is_finished_by_that_writer(
         os.fstat(p.fd)
     sink.close()
     assert sink.failed == {}
+
+
+def _writer_held_in_pwrite(monkeypatch: pytest.MonkeyPatch, sink: Sink, p: Partial,
+                           data: bytes) -> tuple[threading.Event, threading.Thread]:
+    """A stream writing `data` at offset 0 of `p`, held inside its pwrite until released."""
+    inside, release = threading.Event(), threading.Event()
+    real_pwrite = os.pwrite
+
+    def held_pwrite(fd: int, view: memoryview, offset: int) -> int:
+        if offset == 0:
+            inside.set()
+            release.wait(10)
+        return real_pwrite(fd, view, offset)
+
+    monkeypatch.setattr(os, "pwrite", held_pwrite)
+    writer = threading.Thread(target=sink.write_at, args=(p, 0, data))
+    writer.start()
+    assert inside.wait(10)
+    return release, writer
