@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
@@ -22,5 +24,7 @@ def create_app(config: DaemonConfig, sessions: Sessions,
               *openapi.ROUTES]
     app = Starlette(routes=routes, exception_handlers={
         BlitError: on_blit_error, HTTPException: on_http_error, Exception: on_crash})
-    app.state.daemon = Daemon(config, sessions, data_plane)
+    daemon = app.state.daemon = Daemon(config, sessions, data_plane)
+    sessions.on_abandoned = functools.partial(metrics.record_ended, daemon, client=None,
+                                              outcome="aborted")
     return app

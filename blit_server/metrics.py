@@ -72,11 +72,17 @@ class Metrics:
 
 
 def record_transfer(request: Request, session: Session, outcome: str | None = None) -> None:
-    """Count a transfer that ended (finish, or abort with outcome "aborted") and log its line.
+    """Count a transfer that ended (finish, or abort with outcome "aborted") and log its line."""
+    record_ended(request.app.state.daemon, session,
+                 request.client.host if request.client else None, outcome)
+
+
+def record_ended(daemon: Daemon, session: Session, client: str | None,
+                 outcome: str | None = None) -> None:
+    """record_transfer without a request (a session abandoned when idle: no client to name).
 
     Files and bytes are what this daemon moved itself; failures come from the summary (for a
     pull the client, being the DESTINATION, reports them)."""
-    daemon: Daemon = request.app.state.daemon
     summary = session.summary or {}
     snap = session.progress.snapshot()
     failed = _count(summary.get("files_failed"))
@@ -93,7 +99,7 @@ def record_transfer(request: Request, session: Session, outcome: str | None = No
     m.duration.labels(session.direction).observe(duration)
     log_transfer({"event": "transfer", "id": session.id, "direction": session.direction,
                   "module": session.module.name,
-                  "client": request.client.host if request.client else None,
+                  "client": client,
                   "carrier": carrier, "files": snap.files_done, "bytes": snap.bytes_done,
                   "failed": failed, "duration_s": round(duration, 3), "outcome": outcome})
 

@@ -212,6 +212,8 @@ class Sessions:
     """The daemon's open sessions and outstanding tokens (thread-safe)."""
 
     def __init__(self) -> None:
+        # Told of each session abandoned when idle (the daemon counts and logs it as aborted).
+        self.on_abandoned: Callable[[Session], None] | None = None
         self._sessions: dict[str, Session] = {}
         self._tokens: dict[bytes, tuple[bytes, str, float]] = {}
         self._summaries: dict[str, tuple[Module, dict[str, Any]]] = {}
@@ -259,6 +261,8 @@ class Sessions:
             log.warning("transfer %s abandoned: idle for %.0f s", s.id, now - s.touched)
             try:
                 s.abandon()
+                if self.on_abandoned is not None:
+                    self.on_abandoned(s)
             except Exception:  # never the new session's failure
                 log.exception("transfer %s: abandoning it failed", s.id)
         return session

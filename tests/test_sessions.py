@@ -60,3 +60,22 @@ def test_abandoning_an_idle_session_never_fails_a_new_one(tmp_path: Path,
     assert sessions.get(new.id) is new
     with pytest.raises(NotFound):
         sessions.get(idle.id)
+
+
+def test_an_abandoned_transfer_is_counted_and_logged_as_aborted(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from blit_server.app import create_app
+    from blit_server.config import DaemonConfig
+
+    module = Module("m", str(tmp_path))
+    sessions = registry.Sessions()
+    app = create_app(DaemonConfig(), sessions, None)
+    idle = sessions.open_push(module, "idle", True, DIR, "x", True, Options())
+    idle.created = idle.touched = time.monotonic() - 2 * registry.SESSION_IDLE
+    caplog.set_level("INFO")
+    sessions.open_push(module, "new", True, DIR, "x", True, Options())
+    exposition = app.state.daemon.metrics.exposition().decode()
+    assert ('blit_transfers_total{carrier="none",direction="push",outcome="aborted"} 1.0'
+            in exposition)
+    assert any(idle.id in r.getMessage() and "aborted" in r.getMessage()
+               for r in caplog.records)
