@@ -13,7 +13,7 @@ from . import tarshard, wire
 from .beneath import KEEP_DIRS, Tree
 from .errors import ProtocolError
 from .excludes import Excludes
-from .hashing import digest, new_hasher, span_digest
+from .hashing import digest, new_hasher
 from .manifest import FILE, FIRST_PART, Entry, Manifest, scan, scan_parts
 from .payload import Payload, Shard, Span, plan_payloads
 from .progress import Progress
@@ -39,6 +39,7 @@ FLUSH = FileSpan(-1, 0, 0)  # not a record: send what is packed now, this stream
 
 
 SHARD_HEAD = wire.HEADER.size  # a SHARD record's header: its path is empty
+SPAN_READ = 1 << 20  # bytes per read of a span hashed apart from its sending (span_digest)
 
 
 class SourceChanged(OSError):
@@ -303,3 +304,15 @@ def read_span(span: FileSpan, chunk: int, *, reuse: bool = False
         yield data
     if hasher is not None:
         span.digest = hasher.digest()
+
+
+def span_digest(fd: int, offset: int, length: int) -> bytes:
+    """xxh3-128 of a span as read_span sends it (zero-padded where the file ends early): the
+    DONE digest of a span the carrier did not read (sendfile). Read into one reused buffer:
+    faster than through mmap (1 GiB: 0.085-0.09 s against 0.13 s, and 1.06 s the first
+    time), and a file truncated meanwhile cannot kill the process with SIGBUS."""
+    span = FileSpan(fd, offset, length, verify=True)
+    for _ in read_span(span, SPAN_READ, reuse=True):
+        pass
+    assert span.digest is not None
+    return span.digest

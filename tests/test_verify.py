@@ -109,8 +109,7 @@ def test_corruption_is_detected_and_resent_once(tmp_path: Path, direction: str,
 def test_a_span_read_by_its_carrier_is_hashed_once_and_alike(tmp_path: Path) -> None:
     """The HTTP carrier reads a span to send it: the DONE digest comes from that read, and is
     the one the SOURCE would compute by reading the span again."""
-    from blit_shared.hashing import span_digest
-    from blit_shared.source import FileSpan, read_span
+    from blit_shared.source import FileSpan, read_span, span_digest
 
     data = os.urandom(3 * MiB + 123)
     (tmp_path / "f").write_bytes(data)
@@ -129,8 +128,7 @@ def test_the_digest_of_a_span_past_the_end_is_of_what_is_sent_for_it(tmp_path: P
     """A file truncated under a transfer: the carrier sends zeros for the missing bytes, and
     the span's digest is theirs (computed by reading, never through a mapping, which would
     kill the process with SIGBUS)."""
-    from blit_shared.hashing import span_digest
-    from blit_shared.source import FileSpan, read_span
+    from blit_shared.source import FileSpan, read_span, span_digest
 
     data = os.urandom(MiB + 5)
     (tmp_path / "f").write_bytes(data)
