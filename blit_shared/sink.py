@@ -39,10 +39,11 @@ class Partial:
     received: int = 0
     spans: set[int] = field(default_factory=set)
     failed: bool = False
-    complete: bool = False  # every byte counted: to be renamed into place
-    writers: int = 0  # streams writing to `fd` now (Sink.writing): the last one out closes
-    closed: bool = False  # a failed file's fd, or finishes a complete one
-    finishing: bool = False
+    complete: bool = False  # every byte counted: to be renamed into place (no new writer)
+    # Streams writing to `fd` now (Sink.writing): the last one out closes a failed file's fd,
+    # or settles a complete one.
+    writers: int = 0
+    closed: bool = False
 
 
 class Sink:
@@ -204,9 +205,9 @@ class Sink:
                     p.writers -= 1
                     if p.failed:
                         self._close_unused(p)
-                    settle = p.complete and not p.writers and not p.finishing
-                    if settle:
-                        p.finishing = True
+                    # Once: no writer enters a complete file, and span_done settles it only
+                    # when none was inside.
+                    settle = p.complete and not p.writers
                 if settle:
                     self._settle(p)
 
@@ -226,7 +227,6 @@ class Sink:
             p.complete = True
             if p.writers:  # (overlapping spans, never sent by blit): the last writer settles
                 return
-            p.finishing = True
         self._settle(p)
 
     def _settle(self, p: Partial) -> None:
