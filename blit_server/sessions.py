@@ -228,8 +228,13 @@ class Sessions:
 
     def drop(self, sid: str) -> None:
         with self._lock:
+            self._drop_locked({sid})
+
+    def _drop_locked(self, sids: set[str]) -> None:
+        """Forget these sessions and their unclaimed tokens (under _lock)."""
+        for sid in sids:
             self._sessions.pop(sid, None)
-            self._tokens = {k: v for k, v in self._tokens.items() if v[1] != sid}
+        self._tokens = {k: v for k, v in self._tokens.items() if v[1] not in sids}
 
     def retire(self, session: Session) -> None:
         """A finished session gives back its memory (manifest, plan); its summary stays."""
@@ -252,10 +257,8 @@ class Sessions:
         with self._lock:
             now = time.monotonic()
             idle = [s for s in self._sessions.values() if s.idle_for(now) > SESSION_IDLE]
-            for s in idle:  # taken out here: a concurrent open cannot abandon it twice
-                del self._sessions[s.id]
-            self._tokens = {k: v for k, v in self._tokens.items()
-                            if v[1] not in {s.id for s in idle}} if idle else self._tokens
+            if idle:  # taken out here: a concurrent open cannot abandon one twice
+                self._drop_locked({s.id for s in idle})
             self._sessions[session.id] = session
         for s in idle:  # (outside the lock: a DESTINATION's interrupt touches its files)
             log.warning("transfer %s abandoned: idle for %.0f s", s.id, now - s.touched)
