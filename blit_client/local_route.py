@@ -74,11 +74,8 @@ def early_destination(src: Endpoint, dst: Endpoint, dst_arg: str, opts: Options,
     gained nothing: the DESTINATION's scan, which starts at the opening, is the longer.)"""
     if isinstance(src, Remote) and isinstance(dst, Local) and src.trailing_slash:
         # `SRC/` of a directory lands in DST itself, whatever the directory is named.
-        where = local_placement(dst_arg, DIR, "", contents=True)
-        if not where.fresh():
-            dest = make_destination(where, opts, progress)
-            dest.own.start(forked=True)
-            return dest
+        return make_destination(local_placement(dst_arg, DIR, "", contents=True), opts,
+                                progress, prescan=True)
     return None
 
 
@@ -94,12 +91,18 @@ def local_placement(dst: str, src_kind: str, src_name: str, contents: bool) -> P
                  src_name=src_name, contents=contents)
 
 
-def make_destination(where: Placement, opts: Options, progress: Progress) -> Destination:
-    return Destination(where.root, progress, excludes=Excludes(opts.excludes),
+def make_destination(where: Placement, opts: Options, progress: Progress, *,
+                     prescan: bool = False) -> Destination:
+    """`prescan`: a tree already there is scanned from now on, in a forked child (this
+    process scans the SOURCE or imports meanwhile; a thread would share the GIL)."""
+    dest = Destination(where.root, progress, excludes=Excludes(opts.excludes),
                        mirror=opts.mirror, checksum=opts.checksum,
                        single_name=where.single_name,
                        allow_empty_source=opts.allow_empty_source,
                        max_delete=opts.max_delete, dry_run=opts.dry_run)
+    if prescan and where.single_name is None and not where.fresh():
+        dest.own.start(forked=True)
+    return dest
 
 
 def dry_run_result(report: dict[str, Any], counts: dict[str, int], progress: Progress,
@@ -114,9 +117,7 @@ def run_local(src: str, dst: str, opts: Options, progress: Progress,
     """Copy/mirror `src` to `dst`; returns the summary (and the plan report on --dry-run)."""
     origin = LocalSource.parse(src)
     where = local_placement(dst, origin.kind, origin.name, origin.contents)
-    dest = make_destination(where, opts, progress)
-    if where.single_name is None and not where.fresh():
-        dest.own.start(forked=True)  # scans beside the SOURCE scan (a thread would share the GIL)
+    dest = make_destination(where, opts, progress, prescan=True)
     try:
         return _copy_local(origin, where, dest, opts, progress, confirm)
     finally:
