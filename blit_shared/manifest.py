@@ -13,8 +13,8 @@ import orjson
 from .errors import ProtocolError, UnsafePath
 from .excludes import Excludes
 from .hashing import file_digest, hex_digest
-from .paths import MAX_PATH_BYTES, check_relpath, join
-from .temps import is_temp
+from .paths import MAX_COMPONENT_BYTES, MAX_PATH_BYTES, check_relpath, join
+from .temps import TEMP_MARK
 
 FILE, DIR, LINK = "f", "d", "l"
 KINDS = (FILE, DIR, LINK)
@@ -238,15 +238,20 @@ def scan_parts(root: str, excludes: Excludes | None = None, *, name: str | None 
 
 
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+# Up to these lengths (in characters; UTF-8 takes at most 4 bytes each) no limit can be hit.
+_SHORT_NAME, _SHORT_PATH = MAX_COMPONENT_BYTES // 4, MAX_PATH_BYTES // 4
 
 
 def _walk(root: str, excludes: Excludes, manifest: Manifest) -> Iterator[None]:
     """Append the tree's entries to `manifest`, yielding after each directory. Names come
     from listdir on a directory handle and are lstat'ed relative to it: no DirEntry objects
-    and no path walk per entry (20,000 files: 57 -> 48 ms bare)."""
+    and no path walk per entry (20,000 files: 57 -> 48 ms bare). The loop body is written for
+    the common entry, a plain file with a short ASCII name (72 -> 62 ms)."""
     stack = [""]
-    entries, errors = manifest.entries, manifest.errors
-    lstat, readlink = os.stat, os.readlink
+    entries, errors, temps = manifest.entries, manifest.errors, manifest.temps
+    lstat, readlink, isdir, islnk, isreg = os.stat, os.readlink, stat.S_ISDIR, stat.S_ISLNK, \
+        stat.S_ISREG
+    excluded = excludes.match if excludes else None
     while stack:
         rel_dir = stack.pop()
         try:
@@ -265,38 +270,39 @@ def _walk(root: str, excludes: Excludes, manifest: Manifest) -> Iterator[None]:
         try:
             for name in names:
                 rel = prefix + name
-                if is_temp(name):
-                    manifest.temps.append(rel)
+                if name.startswith(TEMP_MARK):
+                    temps.append(rel)
                     continue
-                try:
-                    # The parent is checked already: only the new name (and, rarely, the length
-                    # of the whole path) can make it untransferable. Checking `rel` whole was
-                    # 20% of a 20,000-file scan.
-                    check_relpath(name)
-                    if len(rel) > MAX_PATH_BYTES // 4:
+                # listdir gives no "", ".", ".." or "/": only a backslash, a long name (or,
+                # rarely, a long path) or a name that is not UTF-8 makes it untransferable.
+                # Checking `rel` whole was 20% of a 20,000-file scan.
+                if "\\" in name or len(name) > _SHORT_NAME or len(rel) > _SHORT_PATH \
+                        or not name.isascii():
+                    try:
+                        check_relpath(name)
                         check_relpath(rel)
-                    name.encode("utf-8")
-                except (UnsafePath, UnicodeEncodeError):
-                    errors.append(f"{rel!r}: name cannot be transferred")
-                    continue
+                        name.encode("utf-8")
+                    except (UnsafePath, UnicodeEncodeError):
+                        errors.append(f"{rel!r}: name cannot be transferred")
+                        continue
                 try:
                     st = lstat(name, dir_fd=fd, follow_symlinks=False)
                 except OSError as exc:
                     errors.append(f"{rel}: {exc.strerror}")
                     continue
-                is_dir = stat.S_ISDIR(st.st_mode)
-                if excludes and excludes.match(rel, is_dir):
+                mode = st.st_mode
+                if excluded is not None and excluded(rel, isdir(mode)):
                     continue
-                if is_dir:
-                    entries.append(_entry(rel, st))
+                if isreg(mode):
+                    entries.append(Entry(rel, FILE, st.st_size, st.st_mtime_ns, mode & 0o7777))
+                elif isdir(mode):
+                    entries.append(Entry(rel, DIR, 0, st.st_mtime_ns, mode & 0o7777))
                     subdirs.append(rel)
-                elif stat.S_ISLNK(st.st_mode):
+                elif islnk(mode):
                     try:
                         entries.append(_entry(rel, st, readlink(name, dir_fd=fd)))
                     except OSError as exc:
                         errors.append(f"{rel}: {exc.strerror}")
-                elif stat.S_ISREG(st.st_mode):
-                    entries.append(_entry(rel, st))
                 # sockets, fifos and devices are skipped, as rsync -a without -D does
         finally:
             os.close(fd)

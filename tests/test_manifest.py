@@ -101,6 +101,30 @@ def test_scan_skips_fifo_inside_tree_but_flags_fifo_root(tmp_path: Path) -> None
     assert single.entries == [] and not single.complete
 
 
+def test_scan_reports_names_that_cannot_travel_and_keeps_the_rest(tmp_path: Path) -> None:
+    """Names a manifest cannot carry are scan errors (the scan is then incomplete, so a
+    mirror deletes nothing); long, dotted and non-ASCII UTF-8 names are ordinary entries."""
+    deep = tmp_path / "x" / ("d" * 200) / ("e" * 200) / ("f" * 200) / ("g" * 200) / ("h" * 200) \
+        / ("i" * 200)
+    deep.mkdir(parents=True)
+    (deep / "long.txt").write_bytes(b"1")
+    kept = {"n" * 255, ".hidden", "é-ü", "日本語" * 20, "a b", ".blit-tmpx"}
+    for name in kept:
+        (tmp_path / "x" / name).write_bytes(b"2")
+    (tmp_path / "x" / "a\\b").write_bytes(b"3")
+    os.mkdir(os.path.join(os.fsencode(tmp_path), b"x", b"bad\xff"))
+    (tmp_path / "x" / ".blit-tmp.1.a.f").write_bytes(b"4")
+    m = scan(str(tmp_path / "x"))
+    paths = set(m.by_path())
+    assert {n for n in kept} <= paths
+    assert str(deep.relative_to(tmp_path / "x") / "long.txt") in paths
+    assert "a\\b" not in paths and not any(p.startswith("bad") for p in paths)
+    assert sorted(m.errors) == ["'a\\\\b': name cannot be transferred",
+                                "'bad\\udcff': name cannot be transferred"]
+    assert m.temps == [".blit-tmp.1.a.f"]
+    assert not m.complete
+
+
 def test_scan_checksum_fills_digests(tmp_path: Path) -> None:
     _tree(tmp_path)
     (tmp_path / "same").write_bytes(b"hello")
