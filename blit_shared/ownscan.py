@@ -65,8 +65,8 @@ class OwnScan:
 
     def matches(self, source: Manifest) -> bool:
         """The SOURCE manifest is this scan (equal digests): nothing is to be compared."""
-        mine = self.digest()
-        return mine is not None and mine == digest_of(source)
+        theirs = digest_of(source)  # first: a forked scan's head may come in meanwhile
+        return theirs is not None and theirs == self.digest()
 
     def temps(self) -> list[str]:
         """The blit temp files the scan saw (without waiting for a forked scan's entries)."""
