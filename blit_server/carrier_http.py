@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -17,11 +16,9 @@ from blit_shared.source import stream_frames
 from blit_shared.transport import http_chunks
 
 from .context import daemon_of, session_of
+from .feeder import Feeder
 from .http import JSON, error_response
 
-# Upload bytes per hand-off to the writer thread (1 GiB push: 1 MiB 0.780 s, 4 MiB 0.738 s,
-# 16 MiB 0.765 s).
-FEED_BATCH = 4 << 20
 DISCARD_CAP = 256 << 20  # body bytes read and dropped after an early error, at most
 DISCARD_IDLE = 0.5       # ...and for no longer than this without a new chunk
 
@@ -52,44 +49,23 @@ async def _receive_stream(request: Request, timeout: float) -> Response:
     if s.carrier != "http" or s.destination is None or s.destination.sink is None:
         raise Conflict("this transfer has no HTTP stream to receive")
     receiver = Receiver(s.destination.sink, s.options.verify)
+    feeder = Feeder(receiver)
     error = None
-    feeding: asyncio.Future[None] | None = None
     try:
-        # Chunks go to the worker thread as they came, in batches: joining them first copied
-        # every byte twice more on the event loop, which is what limits an HTTP upload. One
-        # batch is written while the next is read (in turn, so the Receiver sees them in order).
-        batch: list[bytes] = []
-        size = 0
         async for chunk in _stalling(request.stream(), timeout):
-            batch.append(chunk)
-            size += len(chunk)
-            if size >= FEED_BATCH:
-                if feeding is not None:
-                    await asyncio.shield(feeding)
-                feeding = asyncio.ensure_future(run_in_threadpool(_feed, receiver, batch))
-                batch, size = [], 0
-        if feeding is not None:
-            await asyncio.shield(feeding)
-        if batch:
-            await run_in_threadpool(_feed, receiver, batch)
+            await feeder.put(chunk)
+        await feeder.close()
         receiver.close()
     except BlitError as exc:
         error = exc.message
         raise
     finally:
-        if feeding is not None:
-            # Cancelled or failed while a batch is still being written: let the write end
-            # first (nothing else may touch the Sink's files before), and fetch its outcome
-            # (the first error is the one raised).
-            with contextlib.suppress(Exception):
-                await asyncio.shield(feeding)
+        # Cancelled or failed with chunks still queued: the thread ends its write first
+        # (nothing else may touch the Sink's files before); the first error is the one raised.
+        with contextlib.suppress(Exception):
+            await feeder.close()
         s.stream_finished(error)
     return JSON({"ok": True, "records": receiver.decoder.records})
-
-
-def _feed(receiver: Receiver, chunks: list[bytes]) -> None:
-    for chunk in chunks:
-        receiver.feed(chunk)
 
 
 async def _stalling(chunks: AsyncIterator[bytes], timeout: float) -> AsyncIterator[bytes]:
