@@ -20,6 +20,7 @@ from . import report
 from .cases import Case, Env, main_cases, noop_cases, scale_cases, tuning_cases
 from .datasets import Dataset, ensure, specs, warm
 from .procs import Daemon, run_timed, start_blitd, start_rsyncd, stop
+from .quiet import page_reporting_held
 from .render import command_line, markdown, text
 from .runner import Bench
 from .scratchfs import fs_info, scratch_ext4
@@ -31,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _sh(*argv: str) -> str:
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.rstrip()
     except OSError:
         return ""
 
@@ -80,6 +81,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scratch-fs", type=int, metavar="GB",
                    help="run on a fresh journaled ext4 of GB (sparse image under --work or "
                         "/tmp, loop device); needs root")
+    p.add_argument("--page-reporting", action="store_true",
+                   help="leave the VM's free page reporting as it is (by default it is held "
+                        "off while the bench runs, when there is any and this is root)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write all samples as JSON")
     p.add_argument("--markdown", type=Path, metavar="FILE", help="write the tables as markdown")
     p.add_argument("--timeout", type=float, default=1800, help="per-run timeout, seconds")
@@ -136,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
                                                       args.scratch_fs))
         work = Path(tempfile.mkdtemp(prefix="blit-bench-", dir=parent))
         stack.callback(shutil.rmtree, work, True)  # datasets survive only under --data
-        bench = _run(args, sections, needed, repeat, work, stack)
+        memory = ("free page reporting left as it is (--page-reporting)" if args.page_reporting
+                  else stack.enter_context(page_reporting_held()))
+        bench = _run(args, sections, needed, repeat, work, stack, memory)
         wall = time.perf_counter() - t_start
         code = finish(bench.results, bench.facts, bench.notes, command_line(args), repeat, wall,
                       args)
@@ -148,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, sections: list[str], needed: list[str], repeat: int,
-         work: Path, stack: contextlib.ExitStack) -> Bench:
+         work: Path, stack: contextlib.ExitStack, memory: str) -> Bench:
     data_root = (args.data or work / "data").resolve()
     data_root.mkdir(parents=True, exist_ok=True)
     dst_root = work / "dst"
@@ -159,6 +165,7 @@ def _run(args: argparse.Namespace, sections: list[str], needed: list[str], repea
     facts["work fs"] = f"{fs.describe()} ({work})"
     if data_root != work / "data":
         facts["data fs"] = fs_info(data_root).describe()
+    facts["memory"] = memory
     print("blit benchmark" + (" (--quick)" if args.quick else ""), flush=True)
     for k, v in facts.items():
         print(f"  {k:<9} {v}", flush=True)
