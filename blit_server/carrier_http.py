@@ -50,12 +50,16 @@ async def _receive_stream(request: Request, timeout: float) -> Response:
         raise Conflict("this transfer has no HTTP stream to receive")
     receiver = Receiver(s.destination.sink, s.options.verify)
     feeder = Feeder(receiver)
-    error = None
+    # Until the stream ends well, it ended early: a client gone mid-body (ClientDisconnect) or
+    # a cancelled request must not count as a finished stream, which would leave the partial
+    # files as temps until the session expires.
+    error: str | None = "HTTP stream ended early"
     try:
         async for chunk in _stalling(request.stream(), timeout):
             await feeder.put(chunk)
         await feeder.close()
         receiver.close()
+        error = None
     except BlitError as exc:
         error = exc.message
         raise

@@ -50,12 +50,13 @@ def cli(*args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_client_killed_mid_push_then_rerun(tmp_path: Path) -> None:
+@pytest.mark.parametrize("carrier", [[], ["--force-http"]], ids=["tcp", "http"])
+def test_client_killed_mid_push_then_rerun(tmp_path: Path, carrier: list[str]) -> None:
     src = big_source(tmp_path)
     module = tmp_path / "module"
     module.mkdir()
     with running_daemon(tmp_path, "--module", f"m={module}") as d:
-        push = cli("copy", "--streams", "1", str(src) + "/", d.url("m", "dst"))
+        push = cli("copy", "--streams", "1", *carrier, str(src) + "/", d.url("m", "dst"))
         assert wait_for(lambda: bool(temps(module))), "transfer never started"
         push.kill()
         push.wait()
