@@ -71,13 +71,14 @@ def test_client_killed_mid_push_then_rerun(tmp_path: Path, carrier: list[str]) -
     assert_same_tree(src, module / "dst")
 
 
-def test_daemon_killed_mid_pull_then_rerun(tmp_path: Path) -> None:
+@pytest.mark.parametrize("carrier", [[], ["--force-http"]], ids=["tcp", "http"])
+def test_daemon_killed_mid_pull_then_rerun(tmp_path: Path, carrier: list[str]) -> None:
     module = tmp_path / "module"
     module.mkdir()
     src = big_source(module)
     dst = tmp_path / "dst"
     with running_daemon(tmp_path, "--module", f"m={module}") as d:
-        pull = cli("copy", "--streams", "1", d.url("m", "src/"), str(dst))
+        pull = cli("copy", "--streams", "1", *carrier, d.url("m", "src/"), str(dst))
         assert wait_for(lambda: dst.exists() and bool(temps(dst))), "transfer never started"
         d.proc.kill()
         _, err = pull.communicate(timeout=60)
