@@ -16,7 +16,7 @@ from blit_shared.source import stream_frames
 from blit_shared.transport import http_chunks
 
 from .context import daemon_of, session_of
-from .feeder import Feeder
+from .feeder import Feeder, ahead_for
 from .http import JSON, error_response
 
 DISCARD_CAP = 256 << 20  # body bytes read and dropped after an early error, at most
@@ -49,12 +49,13 @@ async def _receive_stream(request: Request, timeout: float) -> Response:
     if s.carrier != "http" or s.destination is None or s.destination.sink is None:
         raise Conflict("this transfer has no HTTP stream to receive")
     receiver = Receiver(s.destination.sink, s.options.verify)
-    feeder = Feeder(receiver)
     # Until the stream ends well, it ended early: a client gone mid-body (ClientDisconnect) or
     # a cancelled request must not count as a finished stream, which would leave the partial
     # files as temps until the session expires.
     error: str | None = "HTTP stream ended early"
+    feeder: Feeder | None = None
     try:
+        feeder = Feeder(receiver, ahead_for(s.streams_expected))
         async for chunk in _stalling(request.stream(), timeout):
             await feeder.put(chunk)
         await feeder.close()
@@ -63,12 +64,15 @@ async def _receive_stream(request: Request, timeout: float) -> Response:
     except BlitError as exc:
         error = exc.message
         raise
+    except Exception as exc:
+        error = f"HTTP stream ended early ({type(exc).__name__})"
+        raise
     finally:
-        # Cancelled or failed with chunks still queued: the thread ends its write first
-        # (nothing else may touch the Sink's files before); the first error is the one raised.
-        with contextlib.suppress(Exception):
-            await feeder.close()
-        s.stream_finished(error)
+        try:
+            if feeder is not None and error is not None:
+                await feeder.stop()  # nothing else may touch the Sink's files before
+        finally:
+            s.stream_finished(error)
     return JSON({"ok": True, "records": receiver.decoder.records})
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -131,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         needed += {"noop": ["small"], "tuning": ["large", "small"],
                    "scale": ["small", "many"]}.get(s, [s])
     repeat = args.repeat or (1 if args.quick else 3)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # cleanup (daemons, scratch fs, sysfs) runs
+        signal.signal(sig, _exit_on_signal)
     compile_blit()
     t_start = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -151,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
             bench.purge()
             print(f"(deferred deletes purged in {time.perf_counter() - t0:.0f} s)", flush=True)
     return code
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _run(args: argparse.Namespace, sections: list[str], needed: list[str], repeat: int,

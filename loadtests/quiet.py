@@ -11,6 +11,7 @@ means raising the smallest reported block order above the largest order the kern
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,5 +40,17 @@ def page_reporting_held() -> Iterator[str]:
         yield f"free page reporting held off (page_reporting_order {before} -> {NO_ORDER}, " \
               "restored at the end)"
     finally:
-        with contextlib.suppress(OSError):
-            ORDER.write_text(before)
+        restore(before)
+
+
+def restore(before: str) -> None:
+    """Put the order back, and say so loudly when that did not work."""
+    with contextlib.suppress(OSError):
+        ORDER.write_text(before)
+    try:
+        now = ORDER.read_text().strip()
+    except OSError:
+        now = "?"
+    if now != before:
+        print(f"bench: WARNING: could not restore {ORDER} to {before} (it is {now}); "
+              f"as root: echo {before} > {ORDER}", file=sys.stderr, flush=True)

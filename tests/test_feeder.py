@@ -31,8 +31,8 @@ class Recording:
         self.fed.append(chunk)
 
 
-def _feeder(receiver: Recording) -> Feeder:
-    return Feeder(receiver)  # type: ignore[arg-type]
+def _feeder(receiver: Recording, ahead: int = feeder.AHEAD) -> Feeder:
+    return Feeder(receiver, ahead)  # type: ignore[arg-type]
 
 
 def test_chunks_are_fed_in_order_on_the_feeder_thread() -> None:
@@ -49,15 +49,13 @@ def test_chunks_are_fed_in_order_on_the_feeder_thread() -> None:
     assert receiver.threads == {"blit-feeder"}
 
 
-def test_the_event_loop_waits_when_the_thread_is_ahead_bytes_behind(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(feeder, "AHEAD", 10)
+def test_the_event_loop_waits_when_the_thread_is_ahead_bytes_behind() -> None:
     most = 0
 
     async def main() -> Recording:
         nonlocal most
         receiver = Recording(delay=0.002)
-        f = _feeder(receiver)
+        f = _feeder(receiver, ahead=10)
         for i in range(50):
             await f.put(b"x" * 4)
             most = max(most, 4 * (i + 1) - 4 * len(receiver.fed))
@@ -66,7 +64,7 @@ def test_the_event_loop_waits_when_the_thread_is_ahead_bytes_behind(
 
     receiver = asyncio.run(main())
     assert len(receiver.fed) == 50
-    # put() returns with at most AHEAD bytes (plus the chunk that crossed it) unwritten.
+    # put() returns with at most `ahead` bytes (plus the chunk that crossed it) unwritten.
     assert 0 < most <= 10 + 4
 
 
@@ -94,16 +92,14 @@ def test_an_error_is_raised_by_put_then_close_and_nothing_after_it_is_fed() -> N
     assert raised == ["put: bad chunk", "close: bad chunk"]
 
 
-def test_a_waiting_put_wakes_when_the_thread_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(feeder, "AHEAD", 1)
-
+def test_a_waiting_put_wakes_when_the_thread_fails() -> None:
     class Stuck(Recording):
         def feed(self, chunk: bytes) -> None:
             time.sleep(0.05)
             raise ProtocolError("disk gone")
 
     async def main() -> Any:
-        f = _feeder(Stuck())
+        f = _feeder(Stuck(), ahead=1)
         await asyncio.wait_for(f.put(b"xx"), 10)  # over AHEAD: waits for room or the error
         with pytest.raises(ProtocolError, match="disk gone"):
             await f.put(b"yy")
@@ -111,3 +107,48 @@ def test_a_waiting_put_wakes_when_the_thread_fails(monkeypatch: pytest.MonkeyPat
             await f.close()
 
     asyncio.run(main())
+
+
+def test_stop_drops_what_is_queued_and_returns_once_the_thread_is_done() -> None:
+    async def main() -> tuple[Recording, Feeder]:
+        receiver = Recording(delay=0.02)
+        f = _feeder(receiver)
+        for i in range(20):
+            await f.put(b"%d" % i)
+        await asyncio.sleep(0.03)  # the thread is at the first chunks
+        await f.stop()
+        return receiver, f
+
+    receiver, f = asyncio.run(main())
+    fed = len(receiver.fed)
+    assert 0 < fed < 20 and receiver.fed == [b"%d" % i for i in range(fed)]
+    time.sleep(0.1)
+    assert len(receiver.fed) == fed  # nothing written after stop() returned
+    assert f.done.done()
+
+
+def test_stop_outlasts_a_cancellation_then_raises_it() -> None:
+    """A handler cancelled twice (once while reading, once while stopping) must still not
+    return while the thread writes."""
+    async def main() -> tuple[Recording, int]:
+        receiver = Recording(delay=0.1)
+        f = _feeder(receiver)
+        for i in range(20):
+            await f.put(b"%d" % i)
+        await asyncio.sleep(0.01)  # the thread is inside the first chunk's feed
+        stopping = asyncio.ensure_future(f.stop())
+        await asyncio.sleep(0.005)
+        stopping.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stopping
+        return receiver, len(receiver.fed)
+
+    receiver, fed_at_return = asyncio.run(main())
+    time.sleep(0.1)
+    assert len(receiver.fed) == fed_at_return < 20
+
+
+def test_ahead_is_shared_by_a_sessions_streams() -> None:
+    assert feeder.ahead_for(1) == feeder.AHEAD
+    assert feeder.ahead_for(32) == feeder.MIN_AHEAD
+    assert feeder.ahead_for(8) * 8 <= feeder.SESSION_AHEAD
