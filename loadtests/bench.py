@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tempfile.mkdtemp(prefix="blit-bench-", dir=parent))
         stack.callback(shutil.rmtree, work, True)  # datasets survive only under --data
         memory = ("free page reporting left as it is (--page-reporting)" if args.page_reporting
-                  else stack.enter_context(page_reporting_held()))
+                  else stack.enter_context(page_reporting_held(
+                      (2 << 30) if args.quick else (64 << 30))))
         bench = _run(args, sections, needed, repeat, work, stack, memory)
         wall = time.perf_counter() - t_start
         code = finish(bench.results, bench.facts, bench.notes, command_line(args), repeat, wall,
