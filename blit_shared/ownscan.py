@@ -51,10 +51,15 @@ class OwnScan:
         self._thread = future
         threading.Thread(target=run, name="blit-prescan", daemon=True).start()
 
+    def _head(self) -> dict[str, object] | None:
+        """A forked scan's head (digest, errors, temps, count): None when the scan is not
+        forked or the child failed (the answer then comes from manifest())."""
+        return self._forked.head() if self._forked is not None else None
+
     def digest(self) -> str | None:
         """digest_of() this scan (a forked scan sends it ahead of its entries)."""
         if self._digest is _UNSET:
-            head = self._forked.head() if self._forked is not None else None
+            head = self._head()
             if head is not None:
                 self._digest = head["digest"]
             else:
@@ -70,12 +75,12 @@ class OwnScan:
 
     def temps(self) -> list[str]:
         """The blit temp files the scan saw (without waiting for a forked scan's entries)."""
-        head = self._forked.head() if self._forked is not None else None
+        head = self._head()
         return head["temps"] if head is not None else self.manifest().temps  # type: ignore[return-value]
 
     def count(self) -> int:
         """The scan's entries (without waiting for a forked scan's entries)."""
-        head = self._forked.head() if self._forked is not None else None
+        head = self._head()
         return head["count"] if head is not None else len(self.manifest().entries)  # type: ignore[return-value]
 
     def manifest(self) -> Manifest:
