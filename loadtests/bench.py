@@ -21,7 +21,7 @@ from . import report
 from .cases import Case, Env, main_cases, noop_cases, scale_cases, tuning_cases
 from .datasets import Dataset, ensure, specs, warm
 from .procs import Daemon, run_timed, start_blitd, start_rsyncd, stop
-from .quiet import page_reporting_held
+from .quiet import WARM_MOST, meminfo, page_reporting_held
 from .render import command_line, markdown, text
 from .runner import Bench
 from .scratchfs import fs_info, scratch_ext4
@@ -40,15 +40,13 @@ def _sh(*argv: str) -> str:
 
 def machine_facts() -> dict[str, str]:
     """What the numbers were measured on."""
-    mem = next((ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines()
-                if ln.startswith("MemTotal:")), "0")
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text()
                 .splitlines() if ln.startswith("model name")), platform.machine())
     changed = [ln[3:] for ln in _sh("git", "-C", str(REPO), "status", "--porcelain").splitlines()
                if not ln[3:].startswith("loadtests/")]
     dirty = f" + uncommitted: {', '.join(changed[:5])}" if changed else ""
     return {
-        "nproc": str(os.cpu_count()), "cpu": cpu, "ram": f"{int(mem) / 2**20:.1f} GiB",
+        "nproc": str(os.cpu_count()), "cpu": cpu, "ram": f"{meminfo('MemTotal') / 2**30:.1f} GiB",
         "kernel": platform.release(), "python": platform.python_version(),
         "rsync": (_sh("rsync", "--version").splitlines() or ["?"])[0],
         "blit": _sh("git", "-C", str(REPO), "rev-parse", "--short", "HEAD") + dirty,
@@ -145,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(shutil.rmtree, work, True)  # datasets survive only under --data
         memory = ("free page reporting left as it is (--page-reporting)" if args.page_reporting
                   else stack.enter_context(page_reporting_held(
-                      (2 << 30) if args.quick else (64 << 30))))
+                      (2 << 30) if args.quick else WARM_MOST)))
         bench = _run(args, sections, needed, repeat, work, stack, memory)
         wall = time.perf_counter() - t_start
         code = finish(bench.results, bench.facts, bench.notes, command_line(args), repeat, wall,

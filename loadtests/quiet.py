@@ -26,10 +26,11 @@ from pathlib import Path
 
 ORDER = Path("/sys/module/page_reporting/parameters/page_reporting_order")
 NO_ORDER = 11  # above MAX_PAGE_ORDER (10): no free block is ever that large
+WARM_MOST = 64 << 30  # bytes to fault in, at most: in effect, 80% of the free memory
 
 
 @contextlib.contextmanager
-def page_reporting_held(warm: int = 64 << 30) -> Iterator[str]:
+def page_reporting_held(warm: int = WARM_MOST) -> Iterator[str]:
     """Hold free page reporting off (root only), then fault in up to `warm` bytes of free
     memory once; yields what was done, for the report."""
     try:
@@ -55,15 +56,19 @@ def page_reporting_held(warm: int = 64 << 30) -> Iterator[str]:
         restore(before)
 
 
+def meminfo(key: str) -> int:
+    """A /proc/meminfo field in bytes (0 where there is none)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith(f"{key}:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def warm_up(limit: int) -> tuple[int, float]:
     """Fault in (MAP_POPULATE) and free up to `limit` bytes, at most 80% of the free memory
     (not the page cache: that is in use, so backed): (bytes, seconds)."""
-    free = 0
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemFree:"):
-                free = int(line.split()[1]) * 1024
-    size = min(limit, free * 4 // 5) & ~((1 << 20) - 1)
+    size = min(limit, meminfo("MemFree") * 4 // 5) & ~((1 << 20) - 1)
     started = time.perf_counter()
     if size > 0:
         # In a child: a process's peak RSS goes on to the children it forks later (Linux
